@@ -1,0 +1,29 @@
+"""Shared pytest set-up: the --run-slow switch and the fake upstreams."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests reach the fake servers on 127.0.0.1: opt in to private networks, and
+# keep litellm from trying to download its cost map.
+os.environ.setdefault("GROUNDING_ALLOW_PRIVATE_NETWORKS", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run the tests marked slow (the real local model)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --run-slow to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
