@@ -1,0 +1,145 @@
+"""``completion`` and ``acompletion``: the Python face of the library.
+
+Both take the OpenAI SDK's ``chat.completions.create`` arguments plus
+``web_search`` (also inside ``extra_body``), and return a
+:class:`~grounding.response.ChatCompletion`, or with ``stream=True`` an
+iterator of :class:`~grounding.response.ChatCompletionChunk`.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from .loop import ContentDelta, Done, Started, run
+from .request import ChatRequest, parse_request
+from .response import ChatCompletion, ChatCompletionChunk, ChunkChoice, Delta
+from .target import default_model
+
+__all__ = ["completion", "acompletion", "stream_chunks"]
+
+
+async def acompletion(*, progress: Callable[[str], None] | None = None,
+                      **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+    """Grounded chat completion (async).
+
+    Example::
+
+        r = await grounding.acompletion(
+            model="openai/gpt-4.1-mini",
+            messages=[{"role": "user", "content": "Who won the 2026 Tour de France?"}],
+            web_search={"engine": "exa", "max_results": 3},
+        )
+        print(r.choices[0].message.content, r.choices[0].message.annotations)
+
+    ``model`` defaults to ``$GROUNDING_MODEL`` (else a hosted model whose key
+    is set, else the embedded ``local`` model). ``progress`` receives short
+    status lines ("searching: ...", "fetching 3 pages"). Raises
+    :class:`~grounding.errors.InvalidRequestError` for bad arguments and the
+    other :mod:`grounding.errors` for upstream failures.
+    """
+    req = parse_request(kwargs, default_model=default_model())
+    if req.stream:
+        return stream_chunks(req, progress=progress)
+    async for event in run(req, progress=progress):
+        if isinstance(event, Done):
+            return event.completion
+    raise AssertionError("the loop ended without a completion")  # pragma: no cover
+
+
+async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | None = None
+                        ) -> AsyncIterator[ChatCompletionChunk]:
+    """OpenAI ``chat.completion.chunk`` s for a streaming request.
+
+    Content streams as the model writes it; the last content chunk carries the
+    annotations and the ``finish_reason``; the final chunk carries ``metadata``
+    (and ``usage`` when ``stream_options.include_usage`` is set).
+    """
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    head: Started | None = None
+    pending: str | None = None  # one delta held back, to become the last content chunk
+
+    def chunk(delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
+        assert head is not None
+        return ChatCompletionChunk(id=head.id, created=head.created, model=head.model,
+                                   choices=[ChunkChoice(delta=delta, finish_reason=finish)])
+
+    async for event in run(req, progress=progress):
+        if isinstance(event, Started):
+            head = event
+            yield chunk(Delta(role="assistant", content=""))
+        elif isinstance(event, ContentDelta):
+            if pending is not None:
+                yield chunk(Delta(content=pending))
+            pending = event.text
+        elif isinstance(event, Done):
+            done = event.completion
+            choice = done.choices[0]
+            msg = choice.message
+            if msg.tool_calls:
+                if pending is not None:
+                    yield chunk(Delta(content=pending))
+                    pending = None
+                calls = [{"index": i, **tc.to_dict()} for i, tc in enumerate(msg.tool_calls)]
+                last = chunk(Delta(tool_calls=calls), choice.finish_reason)
+            else:
+                last = chunk(Delta(content=pending or "", annotations=msg.annotations), choice.finish_reason)
+            if include_usage:
+                yield last
+                last = ChatCompletionChunk(id=done.id, created=done.created, model=done.model,
+                                           choices=[], usage=done.usage)
+            last.metadata = done.metadata
+            yield last
+
+
+class _Portal:
+    """One background event loop for the sync API, so litellm's async
+    clients live on a single loop for the life of the process."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="grounding-loop", daemon=True).start()
+            return self._loop
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
+
+    def iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield self.call(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.call(agen.aclose())  # type: ignore[attr-defined]
+
+
+_portal = _Portal()
+
+
+def completion(*, progress: Callable[[str], None] | None = None,
+               **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+    """Grounded chat completion (sync); see :func:`acompletion`.
+
+    Example::
+
+        r = grounding.completion(
+            model="local",
+            messages=[{"role": "user", "content": "What does the nonlocal statement do?"}],
+            web_search={"engine": "local"},
+        )
+
+    With ``stream=True`` returns an iterator of chunks; breaking out of it
+    cancels the remaining work.
+    """
+    result = _portal.call(acompletion(progress=progress, **kwargs))
+    if isinstance(result, ChatCompletion):
+        return result
+    return _portal.iterate(result)

@@ -1,0 +1,136 @@
+"""The command line: ``grounding ask "QUESTION"``.
+
+Progress goes to stderr, the answer and its numbered sources to stdout;
+``--json`` prints the ChatCompletion JSON alone. Errors are one line on stderr
+and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grounding",
+        description="Answer questions with any chat model, grounded in web search, with citations.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ask = sub.add_parser("ask", help="answer a question with web search and citations",
+                         description="Answer QUESTION with web search and numbered citations.")
+    ask.add_argument("question", help="the question to answer")
+    ask.add_argument("--model", "-m", help="model id, e.g. openai/gpt-4.1-mini (default: $GROUNDING_MODEL, "
+                     "else a hosted model whose API key is set, else the embedded local model)")
+    ask.add_argument("--engine", "-e", help="search engine: local, exa, tavily, brave, searxng, serper, google, "
+                     "duckduckgo, perplexity, ... (default: $GROUNDING_ENGINE, else one whose key is set, else local)")
+    ask.add_argument("--max-results", "-n", type=int, default=3, help="results fetched per search, 1-20 (default 3)")
+    ask.add_argument("--max-steps", "-s", type=int, default=1, help="search rounds before answering, 1-5 (default 1)")
+    ask.add_argument("--corpus", "-c", help="folder of HTML/Markdown/text files for the local engine "
+                     "(default: $GROUNDING_CORPUS, else Python's own reference docs)")
+    ask.add_argument("--json", action="store_true", help="print the ChatCompletion JSON alone on stdout")
+    return parser
+
+
+class _Progress:
+    """Short status lines on stderr, timestamped from the start."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.t0 = time.perf_counter()
+        self.quiet = quiet
+        self._last_index_report = 0.0
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:5.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def indexing(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - self._last_index_report > 1.0:
+            self._last_index_report = now
+            self(f"indexing the corpus: {done}/{total} files")
+
+
+async def _ask(args: argparse.Namespace) -> int:
+    from providers.search import LocalSearchEngine, register_engine
+
+    from .api import acompletion
+
+    progress = _Progress()
+    if args.corpus:
+        register_engine("local", LocalSearchEngine(args.corpus, progress=progress.indexing))
+    else:
+        register_engine("local", lambda: LocalSearchEngine(progress=progress.indexing))
+    web_search = {"max_results": args.max_results, "max_steps": args.max_steps}
+    if args.engine or args.corpus:
+        web_search["engine"] = args.engine or "local"
+    request = {
+        "messages": [{"role": "user", "content": args.question}],
+        "web_search": web_search,
+        "stream": not args.json,
+    }
+    if args.model:
+        request["model"] = args.model
+    if args.json:
+        result = await acompletion(progress=progress, **request)
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+
+    final = None
+    wrote = False
+    async for chunk in await acompletion(progress=progress, **request):
+        for choice in chunk.choices:
+            if choice.delta.content:
+                if not wrote:
+                    progress("answer:")
+                    wrote = True
+                sys.stdout.write(choice.delta.content)
+                sys.stdout.flush()
+        if chunk.metadata is not None:
+            final = chunk.metadata
+    print()
+    if final is not None:
+        _print_sources(final)
+    return 0
+
+
+def _print_sources(meta) -> None:
+    numbered = [s for s in meta.sources if s.id is not None]
+    if numbered:
+        print("\nSources:")
+        for s in numbered:
+            mark = "" if s.cited else "  (not cited)"
+            print(f"[{s.id}] {s.title or s.url}\n    {s.url}{mark}")
+    failed = [s for s in meta.sources if s.status == "failed"]
+    for s in failed:
+        print(f"(skipped {s.url}: {s.error})", file=sys.stderr)
+    for warning in meta.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``grounding`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .errors import GroundingError
+
+    try:
+        return asyncio.run(_ask(args))
+    except GroundingError as exc:
+        print(f"grounding: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("grounding: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Typed errors. Every failure the library reports is one of these.
+
+Each carries what an OpenAI-style error body needs (``type``, ``param``,
+``code``, an HTTP ``status_code``), so the server and the CLI can report it
+without guessing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "GroundingError",
+    "InvalidRequestError",
+    "AuthenticationError",
+    "NotFoundError",
+    "RateLimitError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "LocalModelUnavailable",
+]
+
+
+class GroundingError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+    status_code: int = 500
+    type: str = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        #: What the request did before it failed (searches, sources, turns), when known.
+        self.metadata = metadata
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequestError(GroundingError, ValueError):
+    """The request is malformed: a missing, unknown or out-of-range field (``param`` names it)."""
+
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(GroundingError):
+    """An upstream rejected the credentials (missing or wrong API key)."""
+
+    status_code = 401
+    type = "authentication_error"
+
+
+class NotFoundError(GroundingError):
+    """An unknown model, engine or router."""
+
+    status_code = 404
+    type = "not_found_error"
+
+
+class RateLimitError(GroundingError):
+    """An upstream rate-limited the request."""
+
+    status_code = 429
+    type = "rate_limit_error"
+
+
+class UpstreamError(GroundingError):
+    """The model provider failed (5xx, bad response, connection error)."""
+
+    status_code = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The model provider did not answer in time."""
+
+    status_code = 504
+    type = "timeout_error"
+
+
+class LocalModelUnavailable(GroundingError):
+    """The offline default model cannot run here (extra not installed, bad weights)."""
+
+    status_code = 503
+    type = "local_model_unavailable"

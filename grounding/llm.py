@@ -1,0 +1,79 @@
+"""The one module that imports litellm, lazily, and maps its errors to ours.
+
+litellm costs seconds to import, so nothing imports it until a completion or
+a search actually runs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+from typing import Any
+
+from .errors import (
+    AuthenticationError,
+    GroundingError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+
+__all__ = ["litellm", "acompletion", "to_grounding_error"]
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+def litellm() -> ModuleType:
+    """Import litellm once, offline-safe (no cost-map download, no telemetry)."""
+    global _module
+    if _module is None:
+        with _lock:
+            if _module is None:
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                os.environ.setdefault("LITELLM_TELEMETRY", "False")
+                import litellm as lm
+
+                lm.telemetry = False
+                lm.suppress_debug_info = True
+                _module = lm
+    return _module
+
+
+async def acompletion(**kwargs: Any) -> Any:
+    """``litellm.acompletion`` with its exceptions turned into :mod:`grounding.errors`."""
+    lm = litellm()
+    try:
+        return await lm.acompletion(**kwargs)
+    except GroundingError:
+        raise
+    except Exception as exc:
+        raise to_grounding_error(exc, model=kwargs.get("model")) from exc
+
+
+def to_grounding_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
+    """Map a litellm (or transport) exception to the matching typed error."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    text = str(getattr(exc, "message", "") or exc).strip()
+    text = text.replace("litellm.", "").splitlines()[0][:500] if text else name
+    who = f"model {model}: " if model else ""
+    if name in {"Timeout", "TimeoutError"} or isinstance(exc, TimeoutError) or status == 408:
+        return UpstreamTimeoutError(f"{who}timed out: {text}", code="timeout")
+    if name == "AuthenticationError" or status == 401:
+        return AuthenticationError(f"{who}authentication failed: {text}", code="invalid_api_key")
+    if name == "NotFoundError" or status == 404:
+        return NotFoundError(f"{who}not found: {text}", param="model", code="model_not_found")
+    if name == "RateLimitError" or status == 429:
+        return RateLimitError(f"{who}rate limited: {text}", code="rate_limit_exceeded")
+    if name in {"BadRequestError", "UnsupportedParamsError", "ContextWindowExceededError",
+                "ContentPolicyViolationError", "UnprocessableEntityError"} or status in (400, 422):
+        if "LLM Provider NOT provided" in text or "provider" in text.lower() and "not provided" in text.lower():
+            return InvalidRequestError(f"unknown model {model!r}: give a provider prefix like 'openai/...'",
+                                       param="model", code="model_not_found")
+        return InvalidRequestError(f"{who}{text}", code="bad_request")
+    if name in {"APIConnectionError", "ConnectError", "ConnectionError"}:
+        return UpstreamError(f"{who}could not connect: {text}", code="connection_error")
+    return UpstreamError(f"{who}{text}", code="upstream_error")

@@ -1,0 +1,573 @@
+"""The search tool loop, top to bottom.
+
+    model turn ─┬─ answer (text) ───────────────────────────────┐
+                ├─ caller's tool call ─> returned to the caller  │
+                └─ web_search calls ─> searches (parallel)       │
+                       ─> pages fetched + extracted (concurrent) │
+                       ─> numbered sources ─> next model turn    │
+    citations ([n], links) ─> url_citation annotations <─────────┘
+
+:func:`run` yields :class:`ContentDelta` events as the answer is written
+(when streaming) and one :class:`Done` with the finished completion.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urldefrag
+
+from providers.extract import extract, extract_plain
+from providers.fetch import Fetcher
+from providers.search import SearchEngineError, SearchHit, default_engine_name, get_engine
+
+from . import llm
+from .citations import SourceRef, annotate
+from .errors import GroundingError
+from .prompts import (
+    CHARS_PER_TOKEN,
+    SEARCH_TOOL_NAME,
+    PromptSource,
+    allocate,
+    format_results,
+    search_tool,
+    system_prompt,
+    trim_text,
+)
+from .request import SEARCH_TURN_FIELDS, ChatRequest
+from .response import (
+    Annotation,
+    ChatCompletion,
+    Choice,
+    FunctionCall,
+    Message,
+    Metadata,
+    SearchInfo,
+    SourceInfo,
+    ToolCall,
+    TurnInfo,
+    Usage,
+    new_id,
+)
+from .target import Target, resolve_target
+
+__all__ = ["run", "Started", "ContentDelta", "Done"]
+
+Progress = Callable[[str], None]
+
+#: Text a search turn writes before this many characters is held back: if a
+#: tool call follows, it was a preamble ("Let me search...") and is dropped.
+_PREAMBLE_CHARS = 200
+
+
+@dataclass
+class Started:
+    """The model is resolved; streaming can begin."""
+
+    id: str
+    model: str
+    created: int
+
+
+@dataclass
+class ContentDelta:
+    text: str
+
+
+@dataclass
+class Done:
+    completion: ChatCompletion
+
+
+@dataclass
+class _Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class _TurnResult:
+    content: str = ""
+    calls: list[_Call] = field(default_factory=list)
+    finish_reason: str | None = None
+    streamed: str = ""  # what of `content` was already yielded to the caller
+    annotations: list[dict] = field(default_factory=list)  # the provider's own, if any
+
+
+@dataclass
+class _Source:
+    id: int
+    url: str
+    title: str
+    text: str
+
+
+async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIterator[Started | ContentDelta | Done]:
+    """Answer ``req``: the tool loop when ``req.web_search`` is set, else one plain turn."""
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    target = await resolve_target(req, say)
+    session = _Session(req, target, say, t0)
+    yield Started(session.id, target.name, session.created)
+    async for event in session.events():
+        yield event
+
+
+class _Session:
+    """One request's state: messages so far, sources, usage, metadata."""
+
+    def __init__(self, req: ChatRequest, target: Target, progress: Progress, t0: float) -> None:
+        self.req = req
+        self.target = target
+        self.say = progress
+        self.t0 = t0
+        self.id = new_id()
+        self.created = int(time.time())
+        self.usage = Usage()
+        mode = "tool_loop" if req.web_search else ("native" if req.web_search_options else "none")
+        self.meta = Metadata(mode=mode, model=target.name)
+        self.sources: dict[str, _Source] = {}  # normalized url -> source
+        self.messages: list[dict[str, Any]] = list(req.messages)
+        if req.web_search:
+            self.messages.insert(0, {"role": "system", "content": system_prompt()})
+
+    # -- the loop ----------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ContentDelta | Done]:
+        ws = self.req.web_search
+        if ws is None:
+            turn = _TurnResult()
+            async for delta in self._model_turn(self._plain_params(), turn, step=0, kind="completion", live=True):
+                yield delta
+            yield Done(self._finish(turn.streamed if self.req.stream else turn.content, turn))
+            return
+
+        self.meta.engine = ws.engine or default_engine_name()
+        engine = get_engine(self.meta.engine)
+        emitted = ""
+        async with Fetcher() as fetcher:
+            steps = 0
+            while True:
+                answer_turn = steps >= ws.max_steps
+                params = self._answer_params() if answer_turn else self._search_params()
+                turn = _TurnResult()
+                self.say("writing the answer" if answer_turn else "thinking")
+                live_ok = answer_turn or self.req.response_format is None
+                turn_start = True
+                async for delta in self._model_turn(params, turn, step=steps if answer_turn else steps + 1,
+                                                    kind="answer" if answer_turn else "search", live=live_ok,
+                                                    hold=0 if answer_turn else _PREAMBLE_CHARS):
+                    if turn_start and emitted and not emitted.endswith("\n"):
+                        emitted += "\n\n"  # this turn's text after an earlier turn's
+                        yield ContentDelta("\n\n")
+                    turn_start = False
+                    emitted += delta.text
+                    yield delta
+
+                search_calls = [c for c in turn.calls if c.name not in self.req.caller_tool_names]
+                caller_calls = [c for c in turn.calls if c.name in self.req.caller_tool_names]
+                if caller_calls:
+                    if search_calls:
+                        self._warn(f"the model called {len(search_calls)} search tool(s) together with your tool; "
+                                   "only your tool call is returned")
+                    turn.calls = caller_calls
+                    turn.finish_reason = "tool_calls"
+                    break
+                if turn.calls and not answer_turn:
+                    steps += 1
+                    self.meta.steps = steps
+                    self.messages.append(_assistant_message(turn))
+                    self.messages.extend(await self._search_step(steps, turn.calls, fetcher, engine))
+                    continue
+                if turn.calls:  # tool calls on the answer turn, despite tool_choice
+                    self._warn("the model kept calling tools after max_steps; its calls were ignored")
+                    turn.calls = []
+                    turn.finish_reason = "stop"
+                    if not turn.content.strip():
+                        async for delta in self._fallback_answer(turn, steps):
+                            emitted += delta.text
+                            yield delta
+                    break
+                if not answer_turn and self.req.response_format is not None:
+                    # Answered before searching, without the caller's response_format: ask properly.
+                    steps = ws.max_steps
+                    continue
+                break
+
+        content = emitted if self.req.stream else turn.content
+        if self.req.stream and turn.content and not turn.streamed:
+            # Held-back text of the final turn (a search turn that answered directly).
+            content = emitted + turn.content
+            yield ContentDelta(turn.content)
+        yield Done(self._finish(content, turn))
+
+    # -- model turns -------------------------------------------------------
+
+    def _base_params(self) -> dict[str, Any]:
+        kw = self.target.litellm_kwargs()
+        kw["messages"] = self.messages
+        if self.req.timeout:
+            kw["timeout"] = self.req.timeout
+        if self.req.extra_headers:
+            kw["extra_headers"] = self.req.extra_headers
+        if self.req.extra_body:
+            kw["extra_body"] = self.req.extra_body
+        return kw
+
+    def _caller_tools(self) -> list[dict[str, Any]]:
+        return [t.model_dump(exclude_none=True) for t in self.req.tools or []]
+
+    def _plain_params(self) -> dict[str, Any]:
+        kw = self._base_params() | self.req.sampling()
+        if self.req.tools:
+            kw["tools"] = self._caller_tools()
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if getattr(self.req, name) is not None:
+                kw[name] = getattr(self.req, name)
+        if self.req.response_format is not None:
+            kw["response_format"] = self.req.response_format.model_dump(exclude_none=True)
+        if self.req.web_search_options is not None:
+            kw["web_search_options"] = self.req.web_search_options.model_dump(exclude_none=True)
+        return kw
+
+    def _search_params(self) -> dict[str, Any]:
+        profile = self.target.profile
+        kw = self._base_params() | self.req.sampling(SEARCH_TURN_FIELDS)
+        tools = [search_tool()]
+        if self.req.tool_choice != "none":
+            tools += self._caller_tools()
+        kw["tools"] = tools
+        kw["tool_choice"] = profile.search_tool_choice
+        parallel = profile.parallel_tool_calls if profile.parallel_tool_calls is not None else self.req.parallel_tool_calls
+        if parallel is not None:
+            kw["parallel_tool_calls"] = parallel
+        return kw
+
+    def _answer_params(self) -> dict[str, Any]:
+        kw = self._base_params() | self.req.sampling()
+        if self.req.tools:
+            kw["tools"] = self._caller_tools()
+            kw["tool_choice"] = self.req.tool_choice or "auto"
+            if self.req.parallel_tool_calls is not None:
+                kw["parallel_tool_calls"] = self.req.parallel_tool_calls
+        elif any(m.get("tool_calls") for m in self.messages if m.get("role") == "assistant"):
+            # The history has tool calls; some providers require the tool to stay declared.
+            kw["tools"] = [search_tool()]
+            kw["tool_choice"] = self.target.profile.answer_tool_choice
+        if self.req.response_format is not None:
+            kw["response_format"] = self.req.response_format.model_dump(exclude_none=True)
+        return kw
+
+    async def _model_turn(self, params: dict[str, Any], out: _TurnResult, *, step: int, kind: str,
+                          live: bool, hold: int = 0) -> AsyncIterator[ContentDelta]:
+        """Run one model call, filling ``out``; yield content as it streams when ``live``.
+
+        With ``hold`` > 0, text is held back until it passes ``hold`` characters
+        without a tool call (a preamble before a tool call is dropped).
+        """
+        started = time.perf_counter()
+        info = TurnInfo(step=step, kind=kind, model=self.target.name)
+        self.meta.turns.append(info)
+        if not self.req.stream:
+            response = await llm.acompletion(**params)
+            choice = response.choices[0]
+            message = choice.message
+            out.content = message.content or ""
+            out.finish_reason = choice.finish_reason
+            out.calls = [_Call(tc.id or f"call_{i}", tc.function.name or "", tc.function.arguments or "")
+                         for i, tc in enumerate(message.tool_calls or [])]
+            out.annotations = _provider_annotations(message)
+            usage = getattr(response, "usage", None)
+        else:
+            usage = None
+            pieces: list[str] = []
+            held = ""
+            calls: dict[int, dict[str, str]] = {}
+            stream = await llm.acompletion(**params, stream=True, stream_options={"include_usage": True})
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    for choice in chunk.choices or []:
+                        delta = choice.delta
+                        if info.time_to_first_token_ms is None and (delta.content or delta.tool_calls):
+                            info.time_to_first_token_ms = round((time.perf_counter() - started) * 1000, 1)
+                        for tc in delta.tool_calls or []:
+                            _merge_tool_delta(calls, tc)
+                        if delta.content:
+                            pieces.append(delta.content)
+                            if not live or (calls and not out.streamed):
+                                continue
+                            if hold and not out.streamed and len(held) + len(delta.content) < hold:
+                                held += delta.content
+                                continue
+                            text, held = held + delta.content, ""
+                            out.streamed += text
+                            yield ContentDelta(text)
+                        if getattr(delta, "annotations", None):
+                            out.annotations.extend(_plain(a) for a in delta.annotations)
+                        if choice.finish_reason:
+                            out.finish_reason = choice.finish_reason
+            except GroundingError:
+                raise
+            except Exception as exc:
+                raise llm.to_grounding_error(exc, model=self.target.name) from exc
+            out.content = "".join(pieces)
+            out.calls = [_Call(c["id"] or f"call_{i}", c["name"], c["arguments"]) for i, c in sorted(calls.items())]
+            if live and held and not out.calls:
+                out.streamed += held
+                yield ContentDelta(held)
+        self.usage.add(usage)
+        if usage is not None:
+            info.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            info.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        info.finish_reason = out.finish_reason
+        info.tool_calls = [c.name for c in out.calls]
+        info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+
+    async def _fallback_answer(self, turn: _TurnResult, steps: int) -> AsyncIterator[ContentDelta]:
+        """Ask once more with no tools at all, the search history flattened to text."""
+        params = self._base_params() | self.req.sampling()
+        params["messages"] = _flatten_tool_history(self.messages)
+        async for delta in self._model_turn(params, turn, step=steps, kind="answer", live=True):
+            yield delta
+        turn.calls = []
+
+    # -- a search step -----------------------------------------------------
+
+    async def _search_step(self, step: int, calls: list[_Call], fetcher: Fetcher, engine) -> list[dict[str, Any]]:
+        """Run the step's searches and fetches; return one tool message per call."""
+        ws = self.req.web_search
+        assert ws is not None
+        replies: dict[str, str] = {}
+        queries: dict[str, str] = {}
+        for call in calls:
+            if call.name != SEARCH_TOOL_NAME:
+                self._warn(f"the model called an unknown tool {call.name!r}; it was told so")
+                replies[call.id] = f"Error: there is no tool named {call.name!r}. The only tool is {SEARCH_TOOL_NAME}."
+                continue
+            query = _query_from_arguments(call.arguments)
+            if query is None:
+                self._warn(f"the model sent malformed {SEARCH_TOOL_NAME} arguments: {call.arguments[:100]!r}")
+                replies[call.id] = ('Error: the arguments must be a JSON object like {"query": "..."}. '
+                                    "Call the tool again with a valid query.")
+                continue
+            queries[call.id] = query
+            self.meta.queries.append(query)
+
+        pages: dict[str, asyncio.Task] = {}
+        outcomes = await asyncio.gather(*(self._search_and_fetch(q, step, engine, fetcher, pages, ws.max_results)
+                                          for q in queries.values()))
+        recorded: set[str] = set()
+        # Number new sources in call order, then rank order; trim them to the step's budget.
+        new_sources: list[tuple[str, SourceInfo, str]] = []  # (call id, info, text)
+        per_call: dict[str, tuple[list[_Source], list[_Source], int]] = {}
+        for call_id, (hits, error) in zip(queries, outcomes):
+            fresh, repeated, failed = [], [], 0
+            if error is not None:
+                replies[call_id] = (f'Search for "{queries[call_id]}" failed ({error}). Answer from what you '
+                                    "know, and say that the search failed.")
+                continue
+            for hit in hits:
+                key = _url_key(hit.url)
+                if key in self.sources:
+                    repeated.append(self.sources[key])
+                    continue
+                info, text = await pages[key]
+                if info.status == "failed":
+                    failed += 1
+                    if key not in recorded:
+                        recorded.add(key)
+                        self.meta.sources.append(info)
+                    continue
+                src = _Source(len(self.sources) + 1, info.url, info.title, text)
+                self.sources[key] = src
+                info.id = src.id
+                self.meta.sources.append(info)
+                new_sources.append((call_id, info, text))
+                fresh.append(src)
+            per_call[call_id] = (fresh, repeated, failed)
+
+        budget = self.target.profile.source_token_budget * CHARS_PER_TOKEN
+        limits = allocate([len(t) for _, _, t in new_sources], budget)
+        for (call_id, info, text), limit in zip(new_sources, limits):
+            src = self.sources[_url_key(info.url)]
+            src.text = trim_text(text, queries[call_id], limit)
+            info.chars = len(src.text)
+        for call_id, (fresh, repeated, failed) in per_call.items():
+            prompt_sources = [PromptSource(s.id, s.url, s.title, s.text) for s in fresh]
+            prompt_repeated = [PromptSource(s.id, s.url, s.title, "") for s in repeated]
+            replies[call_id] = format_results(queries[call_id], prompt_sources, failed=failed, repeated=prompt_repeated)
+        return [{"role": "tool", "tool_call_id": c.id, "content": replies[c.id]} for c in calls]
+
+    async def _search_and_fetch(self, query: str, step: int, engine, fetcher: Fetcher,
+                                pages: dict[str, asyncio.Task], max_results: int) -> tuple[list[SearchHit], str | None]:
+        """Search, then start fetching each new result at once (shared across the step's queries)."""
+        self.say(f"searching: {query}")
+        info = SearchInfo(query=query, engine=engine.name, step=step)
+        self.meta.searches.append(info)
+        started = time.perf_counter()
+        try:
+            hits = await engine.search(query, max_results)
+        except SearchEngineError as exc:
+            info.error = str(exc)
+            self._warn(f"search failed: {exc}")
+            return [], str(exc)
+        except GroundingError:
+            raise
+        except Exception as exc:  # an engine of the user's own raised something else
+            info.error = f"{type(exc).__name__}: {exc}"
+            self._warn(f"search failed: {info.error}")
+            return [], info.error
+        finally:
+            info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        hits = hits[:max_results]
+        info.results = len(hits)
+        new = [h for h in hits if _url_key(h.url) not in self.sources and _url_key(h.url) not in pages]
+        if new and any(h.content is None for h in new):
+            self.say(f"fetching {sum(h.content is None for h in new)} pages")
+        for hit in new:
+            pages[_url_key(hit.url)] = asyncio.ensure_future(self._page(hit, query, step, fetcher))
+        return hits, None
+
+    async def _page(self, hit: SearchHit, query: str, step: int, fetcher: Fetcher) -> tuple[SourceInfo, str]:
+        """Fetch and extract one result page (or take the engine's own text)."""
+        info = SourceInfo(url=hit.url, title=hit.title, query=query, step=step)
+        if hit.content is not None:
+            info.status = "indexed"
+            info.duration_ms = 0.0
+            if not hit.content.strip():
+                info.status, info.error = "failed", "the index has no text for it"
+            return info, hit.content
+        result = await fetcher.fetch(hit.url)
+        info.duration_ms = round(result.duration_ms, 1)
+        if not result.ok:
+            info.status, info.error = "failed", result.error
+            return info, ""
+        ctype = result.content_type or "text/html"
+        if "html" in ctype:
+            page = await asyncio.to_thread(extract, result.body or b"", result.final_url or hit.url)
+        else:
+            page = extract_plain((result.body or b"").decode(result.encoding or "utf-8", "replace"))
+        if not page.text.strip():
+            info.status, info.error = "failed", "no readable text on the page"
+            return info, ""
+        info.title = page.title or hit.title or hit.url
+        return info, page.text
+
+    # -- the end -----------------------------------------------------------
+
+    def _finish(self, content: str, turn: _TurnResult) -> ChatCompletion:
+        annotations: list[Annotation] = []
+        if self.req.web_search is not None and content:
+            refs = [SourceRef(s.id, s.url, s.title, s.text) for s in self.sources.values()]
+            cited = annotate(content, refs)
+            annotations = [Annotation.model_validate(a) for a in cited.annotations]
+            self.meta.citations.annotations = len(annotations)
+            self.meta.citations.unmatched = list(cited.unmatched)
+            self.meta.citations.inferred = cited.inferred
+            for info in self.meta.sources:
+                info.cited = info.id in cited.cited_ids
+            if cited.unmatched:
+                self._warn(f"{len(cited.unmatched)} citation(s) pointed at nothing fetched in this request "
+                           "and were left without an annotation")
+            if self.meta.steps and not self.sources:
+                self._warn("no page could be used as a source; the answer is not grounded")
+        elif turn.annotations:
+            annotations = [Annotation.model_validate(a) for a in turn.annotations if a.get("type") == "url_citation"]
+        tool_calls = [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in turn.calls]
+        finish = "tool_calls" if tool_calls else (turn.finish_reason or "stop")
+        if finish not in {"stop", "length", "tool_calls", "content_filter", "function_call"}:
+            finish = "stop"
+        message = Message(content=content if (content or not tool_calls) else None,
+                          tool_calls=tool_calls or None, annotations=annotations or None)
+        self.meta.total_duration_ms = round((time.perf_counter() - self.t0) * 1000, 1)
+        return ChatCompletion(id=self.id, created=self.created, model=self.target.name,
+                              choices=[Choice(message=message, finish_reason=finish)],
+                              usage=self.usage, metadata=self.meta)
+
+    def _warn(self, text: str) -> None:
+        if text not in self.meta.warnings:
+            self.meta.warnings.append(text)
+
+
+# -- helpers -----------------------------------------------------------------
+
+def _merge_tool_delta(calls: dict[int, dict[str, str]], tc: Any) -> None:
+    index = getattr(tc, "index", None)
+    if index is None:
+        index = len(calls)
+    fn = getattr(tc, "function", None)
+    tc_id = getattr(tc, "id", None)
+    slot = calls.get(index)
+    if slot is not None and tc_id and slot["id"] and tc_id != slot["id"]:
+        index = max(calls) + 1  # a new call reusing index 0 (some servers do)
+        slot = None
+    if slot is None:
+        slot = calls[index] = {"id": "", "name": "", "arguments": ""}
+    if tc_id:
+        slot["id"] = tc_id
+    if fn is not None:
+        if getattr(fn, "name", None):
+            slot["name"] = fn.name
+        if getattr(fn, "arguments", None):
+            slot["arguments"] += fn.arguments
+
+
+def _query_from_arguments(arguments: str) -> str | None:
+    try:
+        args = json.loads(arguments) if arguments.strip() else None
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(args, dict):
+        value = args.get("query") or args.get("q") or args.get("search_query")
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+    else:
+        value = args if isinstance(args, str) else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:500]
+    return None
+
+
+def _assistant_message(turn: _TurnResult) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": turn.content or None,
+        "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                       for c in turn.calls],
+    }
+
+
+def _flatten_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls and results rewritten as plain turns, for a call with no tools."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            asked = "; ".join(tc["function"]["arguments"] for tc in m["tool_calls"])
+            out.append({"role": "assistant", "content": (m.get("content") or "") + f"(searched: {asked})"})
+        elif m.get("role") == "tool":
+            out.append({"role": "user", "content": f"Search results:\n{m.get('content') or ''}"})
+        else:
+            out.append(m)
+    out.append({"role": "user", "content": "Now answer the question from these results, citing sources as [n]."})
+    return out
+
+
+def _url_key(url: str) -> str:
+    base, _ = urldefrag(url)
+    return base.rstrip("/")
+
+
+def _plain(obj: Any) -> dict:
+    if isinstance(obj, dict):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    return dump() if dump else dict(obj)
+
+
+def _provider_annotations(message: Any) -> list[dict]:
+    return [_plain(a) for a in getattr(message, "annotations", None) or []]

@@ -1,0 +1,295 @@
+"""The request: OpenAI chat-completion arguments plus ``web_search``, validated.
+
+:func:`parse_request` takes the keyword arguments a caller passes to
+``grounding.completion`` (the same as the OpenAI SDK's
+``chat.completions.create``, plus ``web_search``, also accepted inside
+``extra_body`` as the SDK sends it) and returns a :class:`ChatRequest`, or
+raises :class:`~grounding.errors.InvalidRequestError` naming the first bad
+field.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidRequestError
+
+__all__ = ["WebSearch", "ChatRequest", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS"]
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+#: Fields passed through to the model on the answer turn (and on search turns
+#: where harmless). Everything else in a request is either ours or structural.
+SAMPLING_FIELDS = (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
+    "frequency_penalty", "seed", "stop", "logit_bias", "reasoning_effort", "user",
+    "logprobs", "top_logprobs", "modalities", "service_tier", "store",
+)
+#: The subset that also applies to search turns (never lengths, stops or
+#: biases, which could cut a tool call short).
+SEARCH_TURN_FIELDS = ("temperature", "top_p", "seed", "user", "reasoning_effort", "service_tier", "store")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebSearch(_Strict):
+    """``web_search = {engine, max_results, max_steps}``: the search tool loop."""
+
+    engine: str | None = Field(None, description="search engine name; default from GROUNDING_ENGINE or the keys present")
+    max_results: int = Field(3, ge=1, le=20, description="results fetched per search")
+    max_steps: int = Field(1, ge=1, le=5, description="search rounds before the answer")
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from providers.search import canonical_engine_name
+
+        return canonical_engine_name(value)
+
+
+class UserLocation(_Strict):
+    type: Literal["approximate"] = "approximate"
+    approximate: dict[str, str] = Field(default_factory=dict)
+
+
+class WebSearchOptions(_Strict):
+    """OpenAI's ``web_search_options``: the provider's own (native) search."""
+
+    search_context_size: Literal["low", "medium", "high"] | None = None
+    user_location: UserLocation | None = None
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TOOL_NAME.match(value):
+            raise ValueError("must be 1-64 letters, digits, '_' or '-'")
+        return value
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> "ResponseFormat":
+        if self.type == "json_schema" and not (self.json_schema and self.json_schema.get("name")):
+            raise ValueError("json_schema needs a json_schema object with a name")
+        return self
+
+
+class ChatRequest(_Strict):
+    """One chat-completion request, validated. Unknown fields are rejected."""
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logit_bias: dict[str, int] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    n: int | None = Field(None, ge=1, le=128)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    modalities: list[Literal["text", "audio", "image"]] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    web_search: WebSearch | None = None
+    web_search_options: WebSearchOptions | None = None
+    # Not OpenAI fields: where the model is and how to reach it (litellm's names).
+    api_base: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    timeout: float | None = Field(None, gt=0)
+    extra_headers: dict[str, str] | None = None
+    #: extra_body keys this library does not own, passed to the provider as is.
+    extra_body: dict[str, Any] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for token, bias in (value or {}).items():
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias for token {token} must be between -100 and 100")
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, msg in enumerate(messages):
+            _check_message(i, msg)
+        return messages
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ChatRequest":
+        if self.web_search is not None and self.web_search_options is not None:
+            raise InvalidRequestError(
+                "set either web_search (the search tool loop) or web_search_options "
+                "(the provider's own search), not both",
+                param="web_search",
+            )
+        if (self.n or 1) > 1:
+            raise InvalidRequestError("n > 1 is not supported: send n requests instead", param="n")
+        if self.tool_choice is not None:
+            _check_tool_choice(self.tool_choice, self.tools)
+        return self
+
+    @property
+    def caller_tool_names(self) -> set[str]:
+        return {t.function.name for t in self.tools or []}
+
+    def sampling(self, fields: tuple[str, ...] = SAMPLING_FIELDS) -> dict[str, Any]:
+        """The sampling parameters the caller set (of ``fields``), for the provider."""
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+
+def _check_message(i: int, msg: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(msg, dict):
+        raise InvalidRequestError(f"{where} must be an object with a role", param=where)
+    role = msg.get("role")
+    if role not in _ROLES:
+        raise InvalidRequestError(
+            f"{where}.role must be one of {', '.join(sorted(_ROLES))}, not {role!r}", param=f"{where}.role"
+        )
+    content = msg.get("content")
+    if content is None:
+        if role in {"user", "system", "developer"}:
+            raise InvalidRequestError(f"{where}.content is required for role {role}", param=f"{where}.content")
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            ptype = part.get("type") if isinstance(part, dict) else None
+            if ptype not in _PART_TYPES:
+                raise InvalidRequestError(
+                    f"{where}.content[{j}].type must be one of {', '.join(sorted(_PART_TYPES))}",
+                    param=f"{where}.content[{j}].type",
+                )
+    elif not isinstance(content, str):
+        raise InvalidRequestError(f"{where}.content must be a string or a list of parts", param=f"{where}.content")
+    if role == "tool" and not msg.get("tool_call_id"):
+        raise InvalidRequestError(f"{where}.tool_call_id is required for role tool", param=f"{where}.tool_call_id")
+
+
+def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -> None:
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
+        return
+    name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+    if not name:
+        raise InvalidRequestError(
+            "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}",
+            param="tool_choice",
+        )
+    if name not in {t.function.name for t in tools or []}:
+        raise InvalidRequestError(f"tool_choice names {name!r}, which is not among tools", param="tool_choice")
+
+
+#: extra_body keys that are this library's own fields (merged into the request).
+_OWN_EXTRA_BODY = {"web_search", "web_search_options"}
+
+
+def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -> ChatRequest:
+    """Validate completion keyword arguments into a :class:`ChatRequest`.
+
+    ``extra_body`` keys this library owns (``web_search``...) are merged into
+    the request; the rest stay in ``extra_body`` for the provider. Raises
+    :class:`InvalidRequestError` with ``param`` set to the offending field.
+    """
+    data = dict(kwargs)
+    extra = data.pop("extra_body", None)
+    if extra is not None and not isinstance(extra, dict):
+        raise InvalidRequestError("extra_body must be an object", param="extra_body")
+    passthrough: dict[str, Any] = {}
+    for key, value in (extra or {}).items():
+        if key in _OWN_EXTRA_BODY:
+            if key in data and data[key] is not None and data[key] != value:
+                raise InvalidRequestError(f"{key} is given both as an argument and in extra_body", param=key)
+            data[key] = value
+        else:
+            passthrough[key] = value
+    if passthrough:
+        data["extra_body"] = passthrough
+    if not data.get("model") and default_model:
+        data["model"] = default_model
+    try:
+        return ChatRequest.model_validate(data)
+    except InvalidRequestError:
+        raise
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+
+
+def _from_validation(exc: ValidationError) -> InvalidRequestError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    inner = (first.get("ctx") or {}).get("error")
+    if isinstance(inner, InvalidRequestError):
+        return inner
+    param = _dotted(first["loc"])
+    if first["type"] == "extra_forbidden":
+        message = f"unknown parameter {param!r}"
+    elif first["type"] == "missing":
+        message = f"missing required parameter {param!r}"
+    else:
+        message = f"{param}: {first['msg']}"
+        if "input" in first and not isinstance(first["input"], (dict, list)):
+            message += f" (got {first['input']!r})"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InvalidRequestError(message, param=param)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith(("function-", "literal[", "str", "dict[", "list[")):
+            out += ("." if out else "") + str(part)
+    return out or "request"

@@ -1,0 +1,187 @@
+"""The response: OpenAI ``ChatCompletion`` / ``chat.completion.chunk`` shapes,
+plus this library's ``metadata`` (what was searched, fetched, cited, and how
+long each part took).
+
+Everything except ``metadata`` validates against the ``openai`` package's own
+types; ``metadata`` is nested (OpenAI types it as a flat string map) and has
+its own model here.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "URLCitation", "Annotation", "FunctionCall", "ToolCall", "Message", "Choice", "Usage",
+    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "Metadata",
+    "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, unset optional fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class URLCitation(_Model):
+    url: str
+    title: str
+    start_index: int
+    end_index: int
+
+
+class Annotation(_Model):
+    type: Literal["url_citation"] = "url_citation"
+    url_citation: URLCitation
+
+
+class FunctionCall(_Model):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Model):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    annotations: list[Annotation] | None = None
+
+
+class Choice(_Model):
+    index: int = 0
+    message: Message
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter", "function_call"] = "stop"
+    logprobs: Any = None
+
+
+class Usage(_Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def add(self, other: Any) -> None:
+        """Add another usage (ours, litellm's object, or a dict)."""
+        if other is None:
+            return
+        get = other.get if isinstance(other, dict) else (lambda k, d=None: getattr(other, k, d))
+        p = int(get("prompt_tokens", 0) or 0)
+        c = int(get("completion_tokens", 0) or 0)
+        self.prompt_tokens += p
+        self.completion_tokens += c
+        self.total_tokens += int(get("total_tokens", 0) or 0) or p + c
+
+
+# --- metadata -------------------------------------------------------------
+
+class SourceInfo(_Model):
+    """A page the loop considered: fetched (and numbered) or failed, and why."""
+
+    id: int | None = Field(None, description="the number the model saw; None if not given to it")
+    url: str
+    title: str = ""
+    status: Literal["fetched", "failed", "indexed"] = "fetched"
+    error: str | None = None
+    query: str | None = None
+    step: int = 1
+    duration_ms: float | None = None
+    chars: int | None = None
+    cited: bool = False
+
+
+class SearchInfo(_Model):
+    query: str
+    engine: str
+    step: int
+    results: int = 0
+    duration_ms: float = 0.0
+    error: str | None = None
+
+
+class TurnInfo(_Model):
+    step: int
+    kind: Literal["search", "answer", "completion"]
+    model: str
+    duration_ms: float = 0.0
+    time_to_first_token_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    tool_calls: list[str] = Field(default_factory=list)
+
+
+class CitationInfo(_Model):
+    annotations: int = 0
+    unmatched: list[str] = Field(default_factory=list)
+    inferred: int = 0
+
+
+class Metadata(_Model):
+    """What happened behind the answer. ``warnings`` says what degraded it."""
+
+    mode: Literal["tool_loop", "native", "none"] = "tool_loop"
+    model: str | None = None
+    engine: str | None = None
+    queries: list[str] = Field(default_factory=list)
+    searches: list[SearchInfo] = Field(default_factory=list)
+    sources: list[SourceInfo] = Field(default_factory=list)
+    steps: int = 0
+    turns: list[TurnInfo] = Field(default_factory=list)
+    citations: CitationInfo = Field(default_factory=CitationInfo)
+    warnings: list[str] = Field(default_factory=list)
+    total_duration_ms: float = 0.0
+
+
+class ChatCompletion(_Model):
+    """An OpenAI ``chat.completion`` with this library's ``metadata``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage = Field(default_factory=Usage)
+    system_fingerprint: str | None = None
+    metadata: Metadata = Field(default_factory=Metadata)
+
+
+class Delta(_Model):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    annotations: list[Annotation] | None = None
+
+
+class ChunkChoice(_Model):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatCompletionChunk(_Model):
+    """An OpenAI ``chat.completion.chunk``; the last one carries ``metadata``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    metadata: Metadata | None = None
+
+
+def new_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]

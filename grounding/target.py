@@ -1,0 +1,73 @@
+"""Which model a request runs on, and how litellm reaches it."""
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from providers.models import ModelProfile, is_local_model, profile_for
+
+from .request import ChatRequest
+
+__all__ = ["Target", "resolve_target", "default_model"]
+
+#: Env vars that make a hosted model the default, in order of preference.
+_DEFAULT_MODELS = (
+    ("OPENAI_API_KEY", "openai/gpt-4.1-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.5-flash"),
+    ("GROQ_API_KEY", "groq/openai/gpt-oss-120b"),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved model: its name in responses, litellm's arguments, its profile."""
+
+    name: str
+    litellm_model: str
+    profile: ModelProfile
+    api_base: str | None = None
+    api_key: str | None = None
+
+    def litellm_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": self.litellm_model}
+        if self.api_base:
+            kw["api_base"] = self.api_base
+        if self.api_key:
+            kw["api_key"] = self.api_key
+        return kw
+
+
+def default_model() -> str:
+    """``$GROUNDING_MODEL``, else a hosted model whose key is set, else ``local``."""
+    configured = os.environ.get("GROUNDING_MODEL")
+    if configured:
+        return configured
+    for env, model in _DEFAULT_MODELS:
+        if os.environ.get(env):
+            return model
+    return "local"
+
+
+async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | None = None) -> Target:
+    """Resolve ``req.model``; ``local`` starts the embedded model server (once)."""
+    if is_local_model(req.model):
+        from .local_model import get_local_server
+
+        server = await asyncio.to_thread(get_local_server, progress)
+        return Target(
+            name=f"local/{server.alias}" if hasattr(server, "alias") else req.model,
+            litellm_model=server.litellm_model,
+            profile=profile_for(req.model),
+            api_base=server.api_base,
+            api_key="local",
+        )
+    return Target(
+        name=req.model,
+        litellm_model=req.model,
+        profile=profile_for(req.model),
+        api_base=req.api_base,
+        api_key=req.api_key,
+    )

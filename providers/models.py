@@ -1,0 +1,49 @@
+"""What each model can do, as far as the tool loop cares.
+
+Most tool-calling models work with ``tool_choice="auto"`` on search turns and
+a generous source budget. Small local models need more hand-holding: forced
+tool calls, one at a time, and sources that fit a 4k context.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+__all__ = ["ModelProfile", "DEFAULT_PROFILE", "profile_for", "is_local_model"]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """How to drive a model through the search loop."""
+
+    search_tool_choice: str = "auto"
+    parallel_tool_calls: bool | None = None
+    answer_tool_choice: str = "none"
+    #: Tokens of source text handed to the model per search step.
+    source_token_budget: int = 6000
+
+
+DEFAULT_PROFILE = ModelProfile()
+
+
+def is_local_model(model: str) -> bool:
+    """``local`` or ``local/<anything>``: the embedded offline model."""
+    return model == "local" or model.startswith("local/")
+
+
+def profile_for(model: str) -> ModelProfile:
+    """The profile for ``model``; ``GROUNDING_SOURCE_TOKENS`` overrides the budget."""
+    profile = DEFAULT_PROFILE
+    if is_local_model(model):
+        from grounding.local_model import LOCAL_PROFILE
+
+        profile = ModelProfile(
+            search_tool_choice=LOCAL_PROFILE.search_tool_choice,
+            parallel_tool_calls=LOCAL_PROFILE.parallel_tool_calls,
+            answer_tool_choice=LOCAL_PROFILE.answer_tool_choice,
+            source_token_budget=LOCAL_PROFILE.source_token_budget,
+        )
+    budget = os.environ.get("GROUNDING_SOURCE_TOKENS")
+    if budget and budget.isdigit() and int(budget) > 0:
+        profile = replace(profile, source_token_budget=int(budget))
+    return profile
