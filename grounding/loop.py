@@ -480,8 +480,8 @@ class _Session:
             annotations = [Annotation.model_validate(a) for a in turn.annotations if a.get("type") == "url_citation"]
         tool_calls = [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in turn.calls]
         finish = "tool_calls" if tool_calls else (turn.finish_reason or "stop")
-        if finish not in {"stop", "length", "tool_calls", "content_filter", "function_call"}:
-            finish = "stop"
+        if finish not in {"stop", "length", "content_filter"} and not tool_calls:
+            finish = "stop"  # e.g. tool calls that were ignored
         message = Message(content=content if (content or not tool_calls) else None,
                           tool_calls=tool_calls or None, annotations=annotations or None)
         self.meta.total_duration_ms = round((time.perf_counter() - self.t0) * 1000, 1)

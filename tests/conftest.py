@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 # Tests reach the fake servers on 127.0.0.1: opt in to private networks, and
 # keep litellm from trying to download its cost map.
 os.environ.setdefault("GROUNDING_ALLOW_PRIVATE_NETWORKS", "1")
