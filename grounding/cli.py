@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Sequence
@@ -60,8 +61,11 @@ async def _ask(args: argparse.Namespace) -> int:
     from providers.search import LocalSearchEngine, register_engine
 
     from .api import acompletion
+    from .errors import InvalidRequestError
 
     progress = _Progress()
+    if args.corpus and args.corpus != "python-docs" and not os.path.isdir(args.corpus):
+        raise InvalidRequestError(f"--corpus: folder not found: {args.corpus}", param="corpus")
     if args.corpus:
         register_engine("local", LocalSearchEngine(args.corpus, progress=progress.indexing))
     else:

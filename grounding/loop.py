@@ -534,12 +534,23 @@ def _query_from_arguments(arguments: str) -> str | None:
 
 
 def _assistant_message(turn: _TurnResult) -> dict[str, Any]:
+    """The model's tool-calling turn, for the history. Malformed arguments are
+    replaced by ``{}``: some providers (Anthropic via litellm) refuse a history
+    whose tool-call arguments are not a JSON object."""
     return {
         "role": "assistant",
         "content": turn.content or None,
-        "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        "tool_calls": [{"id": c.id, "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments if _is_json_object(c.arguments) else "{}"}}
                        for c in turn.calls],
     }
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (json.JSONDecodeError, TypeError):
+        return False
 
 
 def _flatten_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

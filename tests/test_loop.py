@@ -115,13 +115,27 @@ def test_model_that_keeps_calling_tools_is_stopped(fake_llm, fake_search, fake_w
     assert any("kept calling tools" in w for w in result.metadata.warnings)
 
 
-@pytest.mark.parametrize(("policy", "warning"), [("malformed", "malformed"), ("unknown-tool", "unknown tool")])
-def test_bad_tool_calls_are_answered_not_crashed_on(fake_llm, fake_search, fake_web, policy, warning):
-    result = ask(fake_llm, f"{policy}:2", web_search={"engine": "searxng", "max_steps": 2})
-    assert any(warning in w for w in result.metadata.warnings)
-    assert result.choices[0].message.content
-    replies = [m for m in chat_requests(fake_llm)[1]["messages"] if m["role"] == "tool"]
-    assert replies and replies[0]["content"].startswith("Error:")
+@pytest.mark.parametrize(("policy", "warning", "provider", "stream"), [
+    ("malformed", "malformed", "openai", False),
+    ("malformed", "malformed", "anthropic", True),  # Anthropic's input is an object except when streamed
+    ("unknown-tool", "unknown tool", "openai", False),
+    ("unknown-tool", "unknown tool", "anthropic", False),
+])
+def test_bad_tool_calls_are_answered_not_crashed_on(fake_llm, fake_search, fake_web, policy, warning, provider,
+                                                    stream):
+    result = ask(fake_llm, f"{policy}:2", provider=provider, stream=stream,
+                 web_search={"engine": "searxng", "max_steps": 2})
+    if stream:
+        chunks = list(result)
+        metadata = chunks[-1].metadata
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        metadata, content = result.metadata, result.choices[0].message.content
+    assert any(warning in w for w in metadata.warnings)
+    assert content
+    assert metadata.steps == 2 and metadata.sources
+    second = json.dumps(chat_requests(fake_llm)[1]["messages"])
+    assert "Error: " in second  # the model was told what was wrong
 
 
 def test_caller_tools_are_returned_and_the_follow_up_continues(fake_llm, fake_search, fake_web):

@@ -1,0 +1,422 @@
+"""FakeLLM: a chat model server speaking OpenAI chat completions and Anthropic messages.
+
+- ``POST /v1/chat/completions`` (litellm: ``model="openai/<name>", api_base=f"{url}/v1"``)
+- ``POST /v1/messages`` (litellm: ``model="anthropic/<name>", api_base=url``)
+- ``GET /v1/models``
+
+Both accept streaming and non-streaming requests and return realistic
+``usage``. What the model does is a policy picked by the model name (see
+``tests.fakes.policies``); a writer per wire format renders its
+:class:`~tests.fakes.policies.Action`. Like the real APIs, a request whose
+tool calls and tool results do not pair up is rejected with 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from tests.fakes.base import FakeServer, RecordedRequest, Response
+from tests.fakes.policies import Action, Conversation, ToolCall, Turn, choose
+
+__all__ = ["FakeLLM", "InvalidRequestError", "anthropic_conversation", "openai_conversation"]
+
+_SSE = "text/event-stream; charset=utf-8"
+_ERRORS = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    404: ("invalid_request_error", "not_found_error"),
+    429: ("requests", "rate_limit_error"),
+    500: ("server_error", "api_error"),
+}  # status -> (OpenAI error type, Anthropic error type)
+
+
+class InvalidRequestError(ValueError):
+    """The request breaks the provider's rules; answered with 400."""
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string or a list of parts/blocks (non-text parts skipped)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) and part.get("type") == "text" else ""
+            for part in content
+        )
+    return ""
+
+
+def _tokens(value: Any) -> int:
+    """A token estimate: about four characters per token."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return max(1, len(text) // 4)
+
+
+def _words(text: str) -> list[str]:
+    """Streaming deltas of text: a word each (with its leading space)."""
+    return re.findall(r"\s*\S+", text) or [text]
+
+
+def _fragments(arguments: str, size: int = 8) -> list[str]:
+    """Streaming deltas of tool-call arguments."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
+def _check_pairing(turns: list[Turn]) -> None:
+    """Every tool call is answered by a tool result right after it, and every result answers a call."""
+    pending: set[str] = set()
+    for turn in turns:
+        if turn.role == "tool":
+            if turn.tool_call_id not in pending:
+                raise InvalidRequestError(
+                    f"tool result for unknown or already answered tool call {turn.tool_call_id!r}"
+                )
+            pending.discard(turn.tool_call_id)
+            continue
+        if pending:
+            raise InvalidRequestError(f"tool calls without results: {sorted(pending)}")
+        pending = {c.id for c in turn.tool_calls} if turn.role == "assistant" else set()
+    if pending:
+        raise InvalidRequestError(f"tool calls without results: {sorted(pending)}")
+
+
+def _named(turns: list[Turn]) -> list[Turn]:
+    """Fill in each tool result's ``tool_name`` from the call it answers."""
+    names = {c.id: c.name for t in turns for c in t.tool_calls}
+    for turn in turns:
+        if turn.role == "tool":
+            turn.tool_name = names.get(turn.tool_call_id or "")
+    return turns
+
+
+# -- OpenAI chat completions ---------------------------------------------------
+
+
+def openai_conversation(body: dict[str, Any]) -> Conversation:
+    """Read an OpenAI chat completions request."""
+    turns = []
+    for m in body.get("messages") or []:
+        role = m.get("role")
+        if role in ("system", "developer"):
+            turns.append(Turn("system", _text(m.get("content"))))
+        elif role == "user":
+            turns.append(Turn("user", _text(m.get("content"))))
+        elif role == "assistant":
+            calls = [
+                ToolCall(c["function"]["name"], c["function"].get("arguments") or "", c.get("id", ""))
+                for c in m.get("tool_calls") or []
+            ]
+            turns.append(Turn("assistant", _text(m.get("content")), calls))
+        elif role == "tool":
+            turns.append(Turn("tool", _text(m.get("content")), tool_call_id=m.get("tool_call_id")))
+        else:
+            raise InvalidRequestError(
+                f"Invalid value: {role!r}. Supported values are: 'system', 'assistant', 'user', 'tool'"
+            )
+    _check_pairing(turns)
+    choice = body.get("tool_choice") or "auto"
+    if isinstance(choice, dict):
+        choice = choice.get("function", {}).get("name", "auto")
+    tools = [t["function"]["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    return Conversation(_named(turns), tools, choice)
+
+
+class _OpenAIWriter:
+    """Renders actions as OpenAI chat completions (``chat.completion`` / ``chat.completion.chunk``)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.model = body.get("model", "")
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.prompt_tokens = _tokens(body.get("messages")) + (
+            _tokens(body["tools"]) if body.get("tools") else 0
+        )
+
+    def usage(self, action: Action) -> dict[str, Any]:
+        completion = _tokens(action.text + "".join(c.name + c.arguments for c in action.tool_calls))
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+
+    @staticmethod
+    def error(status: int, message: str) -> dict[str, Any]:
+        code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(status)
+        return {"error": {"message": message, "type": _ERRORS[status][0], "param": None, "code": code}}
+
+    def complete(self, action: Action) -> dict[str, Any]:
+        calls = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in action.tool_calls
+        ]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": action.text or (None if calls else ""),
+            "refusal": None,
+            "annotations": [],
+        }
+        if calls:
+            message["tool_calls"] = calls
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if calls else "stop",
+                }
+            ],
+            "usage": self.usage(action),
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+
+    def stream(self, action: Action, include_usage: bool) -> Iterator[bytes]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            payload: dict[str, Any] = {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if include_usage:
+                payload["usage"] = None
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        if action.text:
+            for piece in _words(action.text):
+                yield chunk({"content": piece})
+        for i, call in enumerate(action.tool_calls):
+            head = {"index": i, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+            yield chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
+            for piece in _fragments(call.arguments):
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls" if action.tool_calls else "stop")
+        if include_usage:
+            last = {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": "fp_fake",
+                "choices": [],
+                "usage": self.usage(action),
+            }
+            yield b"data: " + json.dumps(last).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+# -- Anthropic messages ----------------------------------------------------------
+
+
+def anthropic_conversation(body: dict[str, Any]) -> Conversation:
+    """Read an Anthropic messages request."""
+    if not isinstance(body.get("max_tokens"), int):
+        raise InvalidRequestError("max_tokens: Field required")
+    turns = [Turn("system", _text(body["system"]))] if body.get("system") else []
+    for m in body.get("messages") or []:
+        content = m.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        if m.get("role") == "assistant":
+            uses = [b for b in blocks if b.get("type") == "tool_use"]
+            if any(not isinstance(b.get("input"), dict) for b in uses):
+                raise InvalidRequestError("tool_use.input: Input should be a valid dictionary")
+            calls = [ToolCall(b["name"], json.dumps(b["input"]), b["id"]) for b in uses]
+            turns.append(Turn("assistant", _text(blocks), calls))
+        elif m.get("role") == "user":
+            for b in blocks:
+                if b.get("type") == "tool_result":
+                    turns.append(Turn("tool", _text(b.get("content")), tool_call_id=b.get("tool_use_id")))
+            if any(b.get("type") != "tool_result" for b in blocks):
+                turns.append(Turn("user", _text(blocks)))
+        else:
+            raise InvalidRequestError(f"messages: Unexpected role {m.get('role')!r}")
+    _check_pairing(turns)
+    choice = body.get("tool_choice") or {"type": "auto"}
+    kind = str(choice.get("type", "auto"))
+    mode = {"auto": "auto", "any": "required", "none": "none"}.get(kind) or str(choice.get("name", "auto"))
+    tools = [t["name"] for t in body.get("tools") or [] if "name" in t]
+    return Conversation(_named(turns), tools, mode)
+
+
+class _AnthropicWriter:
+    """Renders actions as Anthropic messages (``message`` / the streaming event sequence)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.model = body.get("model", "")
+        self.id = f"msg_{uuid.uuid4().hex[:24]}"
+        self.input_tokens = (
+            _tokens(body.get("messages"))
+            + _tokens(body.get("system") or "")
+            + (_tokens(body["tools"]) if body.get("tools") else 0)
+        )
+
+    def usage(self, action: Action) -> dict[str, Any]:
+        output = _tokens(action.text + "".join(c.name + c.arguments for c in action.tool_calls))
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output,
+            "service_tier": "standard",
+        }
+
+    @staticmethod
+    def error(status: int, message: str) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"type": _ERRORS[status][1], "message": message},
+            "request_id": f"req_{uuid.uuid4().hex[:24]}",
+        }
+
+    @staticmethod
+    def _tool_use(call: ToolCall) -> dict[str, Any]:
+        # The real API only sends (and accepts) an object; unparseable arguments
+        # (the ``malformed`` policy) go out as a string so the client sees
+        # them, and are refused with 400 if sent back unrepaired.
+        args = call.args()
+        return {
+            "type": "tool_use",
+            "id": f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": call.name,
+            "input": call.arguments if args is None else args,
+        }
+
+    def _message(
+        self, content: list[dict[str, Any]], stop: str | None, usage: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    def complete(self, action: Action) -> dict[str, Any]:
+        content = [{"type": "text", "text": action.text}] if action.text else []
+        content += [self._tool_use(c) for c in action.tool_calls]
+        return self._message(content, "tool_use" if action.tool_calls else "end_turn", self.usage(action))
+
+    def stream(self, action: Action, include_usage: bool = True) -> Iterator[bytes]:
+        """The event sequence (usage always comes, in message_start and message_delta)."""
+
+        def event(kind: str, **data: Any) -> bytes:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+        usage = self.usage(action)
+        yield event("message_start", message=self._message([], None, {**usage, "output_tokens": 1}))
+        yield event("ping")
+        index = 0
+        if action.text:
+            yield event("content_block_start", index=index, content_block={"type": "text", "text": ""})
+            for piece in _words(action.text):
+                yield event("content_block_delta", index=index, delta={"type": "text_delta", "text": piece})
+            yield event("content_block_stop", index=index)
+            index += 1
+        for call in action.tool_calls:
+            block = {**self._tool_use(call), "input": {}}
+            yield event("content_block_start", index=index, content_block=block)
+            for piece in _fragments(call.arguments):
+                yield event(
+                    "content_block_delta",
+                    index=index,
+                    delta={"type": "input_json_delta", "partial_json": piece},
+                )
+            yield event("content_block_stop", index=index)
+            index += 1
+        stop = "tool_use" if action.tool_calls else "end_turn"
+        yield event(
+            "message_delta",
+            delta={"stop_reason": stop, "stop_sequence": None},
+            usage={"output_tokens": usage["output_tokens"]},
+        )
+        yield event("message_stop")
+
+
+# -- the server --------------------------------------------------------------------
+
+
+class FakeLLM(FakeServer):
+    """The fake model server.
+
+    ``model_latency_ms`` adds latency per model name (as sent, e.g.
+    ``"fake-searcher"``); ``chunk_ms`` spaces out streamed chunks.
+    """
+
+    def __init__(self, *, latency_ms: float = 0, chunk_ms: float = 0) -> None:
+        super().__init__(latency_ms=latency_ms)
+        self.chunk_ms = chunk_ms
+        self.model_latency_ms: dict[str, float] = {}
+
+    def reset(self) -> None:
+        super().reset()
+        self.chunk_ms = 0
+        self.model_latency_ms = {}
+
+    def delay_ms(self, request: RecordedRequest) -> float:
+        model = request.json.get("model") if isinstance(request.json, dict) else None
+        return self.latency_ms + self.model_latency_ms.get(str(model), 0)
+
+    def handle(self, request: RecordedRequest, response: Response) -> None:
+        if request.method == "GET" and request.path == "/v1/models":
+            response.json(200, {"object": "list", "data": []})
+            return
+        body = request.json if isinstance(request.json, dict) else {}
+        if request.method == "POST" and request.path == "/v1/chat/completions":
+            self._answer(body, response, openai=True)
+        elif request.method == "POST" and request.path == "/v1/messages":
+            self._answer(body, response, openai=False)
+        else:
+            response.json(
+                404, {"error": {"message": f"Unknown request URL: {request.method} {request.path}"}}
+            )
+
+    def _answer(self, body: dict[str, Any], response: Response, *, openai: bool) -> None:
+        writer = _OpenAIWriter(body) if openai else _AnthropicWriter(body)
+        model = str(body.get("model", ""))
+        try:
+            conversation = openai_conversation(body) if openai else anthropic_conversation(body)
+        except (InvalidRequestError, KeyError, TypeError, AttributeError) as exc:
+            response.json(400, writer.error(400, f"Invalid request: {exc}"))
+            return
+        policy, conversation.max_rounds = choose(model)
+        action = policy(conversation)
+        if action.error is not None:
+            message = {
+                404: f"The model `{model}` does not exist or you do not have access to it.",
+                429: "Rate limit reached for requests. Please try again in 1s.",
+            }.get(action.error, "The server had an error while processing your request. Sorry about that!")
+            headers = {"Retry-After": "1"} if action.error == 429 else {}
+            response.json(action.error, writer.error(action.error, message), headers)
+        elif not body.get("stream"):
+            response.json(200, writer.complete(action))
+        else:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            response.start(200, _SSE, {"Cache-Control": "no-cache"})
+            for data in writer.stream(action, include_usage):
+                response.write(data)
+                if self.chunk_ms:
+                    time.sleep(self.chunk_ms / 1000)
+            response.end()
