@@ -35,6 +35,7 @@ _EXPORTS = {
     "RateLimitError": "grounding.errors",
     "UpstreamError": "grounding.errors",
     "UpstreamTimeoutError": "grounding.errors",
+    "LocalModelError": "grounding.errors",
     "LocalModelUnavailable": "grounding.errors",
 }
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from providers.search import LocalSearchEngine, SearchEngine, SearchHit, register_engine
 
     from .api import acompletion, completion
-    from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelUnavailable,
+    from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
                          NotFoundError, RateLimitError, UpstreamError, UpstreamTimeoutError)
     from .request import WebSearch
     from .response import ChatCompletion, ChatCompletionChunk, Metadata

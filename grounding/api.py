@@ -8,6 +8,7 @@ iterator of :class:`~grounding.response.ChatCompletionChunk`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -105,7 +106,26 @@ class _Portal:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name="grounding-loop", daemon=True).start()
+                atexit.register(self.close)
             return self._loop
+
+    def close(self) -> None:
+        """Cancel what is still running (litellm's logging worker) and stop the loop."""
+        loop, self._loop = self._loop, None
+        if loop is None or loop.is_closed():
+            return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+        except Exception:  # exiting anyway: never let cleanup raise
+            pass
+        loop.call_soon_threadsafe(loop.stop)
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()

