@@ -54,13 +54,13 @@ def default_model() -> str:
 async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | None = None) -> Target:
     """Resolve ``req.model``; ``local`` starts the embedded model server (once)."""
     if is_local_model(req.model):
-        from .local_model import get_local_server
+        from .local_model import LOCAL_MODEL_ALIAS, get_local_server
 
         server = await asyncio.to_thread(get_local_server, progress)
         return Target(
-            name=f"local/{server.alias}" if hasattr(server, "alias") else req.model,
+            name=f"local/{LOCAL_MODEL_ALIAS}",
             litellm_model=server.litellm_model,
-            profile=profile_for(req.model),
+            profile=profile_for(req.model, server.profile),
             api_base=server.api_base,
             api_key="local",
         )

@@ -1,0 +1,69 @@
+"""Point 9: the offline default, end to end with the real local model (slow).
+
+No API keys: the embedded model (llama.cpp in-process) answers from the
+embedded index of Python's reference docs. These assert the protocol (a
+search happened, sources were given, the answer streamed, offsets are sound),
+not the wording.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from openai.types.chat import ChatCompletionChunk as OpenAIChunk
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What does the nonlocal statement do?"
+_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "GROUNDING_MODEL",
+         "GROUNDING_ENGINE", "GROUNDING_CORPUS", "EXA_API_KEY", "TAVILY_API_KEY", "BRAVE_API_KEY",
+         "SERPER_API_KEY", "GOOGLE_PSE_API_KEY", "PERPLEXITYAI_API_KEY", "SEARXNG_API_BASE")
+
+
+@pytest.fixture
+def no_keys(monkeypatch):
+    pytest.importorskip("xllamacpp", reason="needs the [local] extra")
+    for key in _KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_streaming_grounded_answer_with_the_local_model(no_keys):
+    import grounding
+
+    chunks = list(grounding.completion(messages=[{"role": "user", "content": QUESTION}],
+                                       web_search={}, stream=True, stream_options={"include_usage": True}))
+    for chunk in chunks:
+        data = chunk.to_dict()
+        data.pop("metadata", None)
+        OpenAIChunk.model_validate(data)
+    meta = chunks[-1].metadata
+    assert meta.model.startswith("local/") and meta.engine == "local"
+    assert meta.steps == 1 and len(meta.queries) == 1
+    assert [t.kind for t in meta.turns] == ["search", "answer"]
+    assert meta.turns[0].tool_calls == ["web_search"]
+    sources = [s for s in meta.sources if s.id]
+    assert sources and all(s.status == "indexed" and s.url.startswith("https://docs.python.org/") for s in sources)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(content.split()) >= 5
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3  # streamed
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishing[0].choices[0].finish_reason in ("stop", "length")
+    for a in finishing[0].choices[0].delta.annotations or []:
+        cite = a.url_citation
+        assert 0 <= cite.start_index < cite.end_index <= len(content)
+        assert cite.url in {s.url for s in sources}
+    assert chunks[-1].usage.total_tokens > 0
+    assert meta.turns[1].time_to_first_token_ms is not None
+
+
+def test_the_readme_command_answers_offline(no_keys):
+    env = {k: v for k, v in os.environ.items() if k not in _KEYS}
+    proc = subprocess.run([sys.executable, "-m", "grounding.cli", "ask", QUESTION], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("model", "searching:", "writing the answer"):
+        assert stage in proc.stderr
+    answer, _, sources = proc.stdout.partition("\nSources:\n")
+    assert answer.strip() and "[1]" in sources and "docs.python.org" in sources
