@@ -7,7 +7,6 @@ and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -124,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    import asyncio
+
     from .errors import GroundingError
 
     try:

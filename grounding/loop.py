@@ -148,7 +148,8 @@ class _Session:
         self.meta.engine = ws.engine or default_engine_name()
         engine = get_engine(self.meta.engine)
         emitted = ""
-        async with Fetcher() as fetcher:
+        # Room for every page of a step (several queries' worth) without queueing.
+        async with Fetcher(concurrency=max(8, 2 * ws.max_results)) as fetcher:
             steps = 0
             while True:
                 answer_turn = steps >= ws.max_steps

@@ -1,0 +1,722 @@
+"""Overhead benchmark: wall time of one grounded answer against its critical path.
+
+Usage::
+
+    python -m benchmarks.overhead [--runs N] [--out DIR] [--shapes a,b] [--modes both|plain|stream]
+                                  [--fakes subprocess|inprocess]
+
+One ``grounding.completion`` call with ``web_search`` runs against the fake
+upstreams of ``tests/fakes`` (real HTTP servers on 127.0.0.1) at fixed
+latencies:
+
+* the model (``FakeLLM``): ``--model-ms`` (300) per turn;
+* the search API (``FakeSearch``, engine ``searxng``, reached through
+  ``litellm.asearch``): ``--search-ms`` (200) per query;
+* the pages (``FakeWeb``, real WCXB pages): spread evenly from ``--page-min-ms``
+  (50) to ``--page-max-ms`` (800) over the distinct result pages of the shape's
+  queries, in rank order (the first result is the fastest, the last the
+  slowest).
+
+The **critical path** is what the request cannot beat with these latencies:
+the model latency times the number of model turns, plus, for each search step,
+the search latency (if the step searched) and the latency of the slowest page
+fetched in that step. A step that only finds pages already fetched (the
+``searcher:N`` policy repeats its query) has no page on its path. Ratio =
+wall / critical path. ``critical_capped_ms`` is the same path with the
+fetcher's concurrency cap (``Fetcher(concurrency=8)``, pages started in rank
+order) applied: with more pages than slots, the last pages wait for a slot.
+
+Where the rest goes (``breakdown``) comes from ``response.metadata`` timings
+and a timeline recorded by thin wrappers (microseconds each) around
+``grounding.llm.acompletion`` (when each model call starts),
+``Fetcher.fetch`` and ``grounding.loop.extract``:
+
+``pre``          before the first model call: validation, model resolution
+``turns``        model turns beyond the model latency (litellm + HTTP + parsing;
+                 when streaming, also handing each chunk to the caller)
+per search step, along the page that finished last (fetched, then extracted):
+``search``       from the end of the turn to that page's fetch call, beyond the
+                 search latency (the search, then scheduling)
+``fetch_wait``   waiting for a free slot of the fetcher
+``fetch``        its fetch beyond the step's slowest page latency
+``extract``      its extraction, and waiting for a worker thread
+``step_rest``    from there to the next model call (sources into prompts);
+                 a step with nothing new to fetch is ``search`` + ``step_rest``
+``post``         after the last model turn: citations, response building
+
+These add up exactly to wall - critical path. CPU time is the process CPU
+time (``time.process_time``) spent during the call in the benchmark process;
+with ``--fakes subprocess`` (the default) the fake servers run in a child
+process, so it is the library's own CPU (their CPU is reported apart).
+
+Every (shape, mode) is run ``--runs`` times (median and p90, nearest rank);
+one warm-up request per mode is run first and discarded (the first one pays
+litellm's import). Results go to ``--out`` as ``overhead.json`` and
+``overhead.md``; progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
+QUESTION = "nutrition trends for fall"
+ENGINE = "searxng"  # litellm's SearXNG client; the fake answers with 10 results per query
+
+
+# -- settings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One request shape: the fake model's policy and the ``web_search`` settings."""
+
+    name: str
+    policy: str  # FakeLLM model name after "fake-": "searcher", "searcher:3", "parallel"
+    max_results: int = 3
+    max_steps: int = 1
+    #: Query suffixes the policy sends per step ("" = the question itself).
+    variants: tuple[str, ...] = ("",)
+
+    def queries(self, question: str) -> list[str]:
+        return [f"{question} {v}".strip() if v else question for v in self.variants]
+
+
+SHAPES: dict[str, Shape] = {s.name: s for s in (
+    Shape("default", "searcher"),
+    Shape("results10", "searcher", max_results=10),
+    Shape("steps2", "searcher:2", max_steps=2),
+    Shape("steps3", "searcher:3", max_steps=3),
+    Shape("parallel2", "parallel", variants=("", "background")),
+)}
+
+
+@dataclass(frozen=True)
+class Latencies:
+    model_ms: float = 300
+    search_ms: float = 200
+    page_min_ms: float = 50
+    page_max_ms: float = 800
+
+
+def spread(paths: list[str], lat: Latencies) -> dict[str, float]:
+    """Page latencies from ``page_min_ms`` to ``page_max_ms``, evenly, in the order given."""
+    n = len(paths)
+    if n == 1:
+        return {paths[0]: lat.page_max_ms}
+    step = (lat.page_max_ms - lat.page_min_ms) / (n - 1) if n > 1 else 0
+    return {p: round(lat.page_min_ms + i * step, 1) for i, p in enumerate(paths)}
+
+
+# -- the fakes -------------------------------------------------------------------
+
+
+class InProcessFakes:
+    """The three fakes as the tests run them: servers in this process.
+
+    Pass running servers (e.g. the pytest fixtures), or none to start new ones
+    (then :meth:`close` stops them).
+    """
+
+    def __init__(self, web: Any = None, search: Any = None, llm: Any = None) -> None:
+        from tests.fakes.llm import FakeLLM
+        from tests.fakes.search_apis import FakeSearch
+        from tests.fakes.web import FakeWeb
+
+        self._owned = web is None
+        self.web = web or FakeWeb().start()
+        self.search = search or FakeSearch(self.web.url).start()
+        self.llm = llm or FakeLLM().start()
+        self.llm_url = self.llm.url
+        self.env = self.search.env()
+
+    def hits(self, query: str, n: int) -> list[str]:
+        """Paths (``/wcxb/NNNN``) of the top ``n`` results the fake search gives for ``query``."""
+        from tests.fakes.search_apis import wcxb_gold_index
+
+        index, _pages = wcxb_gold_index()
+        return ["/" + h.url for h in index.search(query, n)]
+
+    def configure(self, model_ms: float, search_ms: float, pages: dict[str, float]) -> None:
+        self.llm.latency_ms = model_ms
+        self.llm.model_latency_ms = {}
+        self.search.engines[ENGINE].latency_ms = search_ms
+        self.web.latency_ms = 0
+        self.web.page_latency_ms = dict(pages)
+
+    def cpu_seconds(self) -> float | None:
+        return None  # they share this process's CPU time
+
+    def close(self) -> None:
+        if self._owned:
+            self.llm.stop()
+            self.search.stop()
+            self.web.stop()
+
+
+def _serve_fakes(conn: Any) -> None:
+    """Child process: run the fakes, obey commands from the parent until told to stop."""
+    fakes = InProcessFakes()
+    conn.send({"llm_url": fakes.llm_url, "env": fakes.env})
+    try:
+        while True:
+            cmd, args = conn.recv()
+            if cmd == "stop":
+                break
+            if cmd == "configure":
+                fakes.configure(*args)
+                conn.send(None)
+            elif cmd == "hits":
+                conn.send(fakes.hits(*args))
+            elif cmd == "cpu":
+                conn.send(time.process_time())
+    finally:
+        fakes.close()
+
+
+class SubprocessFakes:
+    """The same fakes, started in a child process (spawned), so their CPU time
+    and their threads stay out of the measured process."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_fakes, args=(child,), name="grounding-bench-fakes", daemon=True)
+        self._proc.start()
+        if not self._conn.poll(120):
+            self._proc.kill()
+            raise RuntimeError("the fake servers did not start")
+        hello = self._conn.recv()
+        self.llm_url: str = hello["llm_url"]
+        self.env: dict[str, str] = hello["env"]
+
+    def _ask(self, cmd: str, *args: Any) -> Any:
+        self._conn.send((cmd, args))
+        return self._conn.recv()
+
+    def hits(self, query: str, n: int) -> list[str]:
+        return self._ask("hits", query, n)
+
+    def configure(self, model_ms: float, search_ms: float, pages: dict[str, float]) -> None:
+        self._ask("configure", model_ms, search_ms, dict(pages))
+
+    def cpu_seconds(self) -> float | None:
+        return self._ask("cpu")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.send(("stop", ()))
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+
+
+# -- one measured request -----------------------------------------------------------
+
+
+@dataclass
+class _Trace:
+    turn_starts: list[float] = field(default_factory=list)
+    fetches: list[tuple[str, float, float, float]] = field(default_factory=list)  # url, called, returned, duration ms
+    extracts: list[tuple[str | None, float, float]] = field(default_factory=list)  # url, start, end
+
+
+@contextlib.contextmanager
+def _traced() -> Iterator[_Trace]:
+    """Record when each model call starts, and when each page fetch and extraction runs.
+
+    Thin wrappers around ``grounding.llm.acompletion``, ``Fetcher.fetch`` and
+    ``grounding.loop.extract`` (the names the loop looks up at call time).
+    """
+    import grounding.llm
+    import grounding.loop
+    from providers.fetch import Fetcher
+
+    trace = _Trace()
+    real_acompletion = grounding.llm.acompletion
+    real_extract = grounding.loop.extract
+    real_fetch = Fetcher.fetch
+
+    async def acompletion(**kwargs: Any) -> Any:
+        trace.turn_starts.append(time.perf_counter())
+        return await real_acompletion(**kwargs)
+
+    async def fetch(self: Any, url: str) -> Any:
+        t = time.perf_counter()
+        result = await real_fetch(self, url)
+        trace.fetches.append((url, t, time.perf_counter(), result.duration_ms))
+        return result
+
+    def extract(html: Any, url: str | None = None) -> Any:
+        t = time.perf_counter()
+        try:
+            return real_extract(html, url)
+        finally:
+            trace.extracts.append((url, t, time.perf_counter()))
+
+    grounding.llm.acompletion = acompletion
+    grounding.loop.extract = extract
+    Fetcher.fetch = fetch  # type: ignore[method-assign]
+    try:
+        yield trace
+    finally:
+        grounding.llm.acompletion = real_acompletion
+        grounding.loop.extract = real_extract
+        Fetcher.fetch = real_fetch  # type: ignore[method-assign]
+
+
+def configure(fakes: Any, shape: Shape, lat: Latencies, question: str = QUESTION) -> dict[str, float]:
+    """Set the fakes' latencies for ``shape``; return the page latency of each path."""
+    paths: list[str] = []
+    for q in shape.queries(question):
+        for p in fakes.hits(q, shape.max_results):
+            if p not in paths:
+                paths.append(p)
+    pages = spread(paths, lat)
+    fakes.configure(lat.model_ms, lat.search_ms, pages)
+    return pages
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def fetcher_concurrency() -> int:
+    from providers.fetch import Fetcher
+
+    return int(inspect.signature(Fetcher.__init__).parameters["concurrency"].default)
+
+
+def _capped(latencies: list[float], slots: int) -> float:
+    """Makespan of fetches started in this order with at most ``slots`` at a time."""
+    free = [0.0] * max(1, slots)
+    end = 0.0
+    for ms in latencies:
+        i = min(range(len(free)), key=free.__getitem__)
+        free[i] += ms
+        end = max(end, free[i])
+    return end
+
+
+def measure_once(fakes: Any, shape: Shape, lat: Latencies, *, stream: bool,
+                 question: str = QUESTION, pages: dict[str, float] | None = None) -> dict[str, Any]:
+    """One ``grounding.completion`` call; its wall and CPU time, critical path and breakdown.
+
+    ``fakes`` must be configured for ``shape`` (:func:`configure`, whose
+    return value ``pages`` is); it is done here when ``pages`` is None.
+    The process environment must point litellm's search at the fakes
+    (``fakes.env``) and allow private networks.
+    """
+    import grounding
+
+    if pages is None:
+        pages = configure(fakes, shape, lat, question)
+    kwargs = dict(
+        model=f"openai/fake-{shape.policy}", api_base=f"{fakes.llm_url}/v1", api_key="sk-bench",
+        messages=[{"role": "user", "content": question}],
+        web_search={"engine": ENGINE, "max_results": shape.max_results, "max_steps": shape.max_steps},
+    )
+    fakes_cpu0 = fakes.cpu_seconds()
+    first_content: float | None = None
+    with _traced() as trace:
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        if stream:
+            meta = None
+            content = []
+            for chunk in grounding.completion(stream=True, **kwargs):
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        if first_content is None:
+                            first_content = time.perf_counter()
+                        content.append(choice.delta.content)
+                if getattr(chunk, "metadata", None) is not None:
+                    meta = chunk.metadata
+            answer = "".join(content)
+        else:
+            response = grounding.completion(**kwargs)
+            meta = response.metadata
+            answer = response.choices[0].message.content or ""
+        t1 = time.perf_counter()
+        cpu1 = time.process_time()
+    fakes_cpu1 = fakes.cpu_seconds()
+    if meta is None:
+        raise RuntimeError("the response carried no metadata")
+
+    wall = (t1 - t0) * 1000
+    turns = list(meta.turns)
+    if len(trace.turn_starts) != len(turns):
+        raise RuntimeError(f"{len(trace.turn_starts)} model calls recorded for {len(turns)} turns")
+
+    def ms(t: float) -> float:
+        return (t - t0) * 1000
+
+    starts = [ms(s) for s in trace.turn_starts]
+    ends = [s + (t.duration_ms or 0.0) for s, t in zip(starts, turns)]
+    fetch_at = {_path(u): (ms(a), ms(b), d) for u, a, b, d in trace.fetches}
+    extract_at = {_path(u): (ms(a), ms(b)) for u, a, b in trace.extracts if u}
+
+    # The critical path and the request's own timeline, step by step. Step k
+    # runs from the end of search turn k to the start of turn k + 1.
+    slots = fetcher_concurrency()
+    steps = []
+    for step in range(1, (meta.steps or 0) + 1):
+        searches = [s for s in meta.searches if s.step == step]
+        fetched = [_path(s.url) for s in meta.sources if s.step == step and s.status != "indexed"]
+        begin = ends[step - 1]
+        finish = starts[step] if step < len(starts) else begin
+        row: dict[str, Any] = {
+            "step": step,
+            "searches": len(searches),
+            "pages_fetched": len(fetched),
+            "critical_search_ms": lat.search_ms if searches else 0.0,
+            "critical_page_ms": max((pages.get(p, 0.0) for p in fetched), default=0.0),
+            "critical_page_capped_ms": _capped([pages[p] for p in pages if p in fetched], slots),
+            "gap_ms": finish - begin,
+            "search_ms": max((s.duration_ms or 0.0 for s in searches), default=0.0),
+        }
+        # The page that finished last (fetched, then extracted) is the step's tail.
+        done = {p: extract_at[p][1] if p in extract_at else fetch_at[p][1] for p in fetched if p in fetch_at}
+        if done:
+            last = max(done, key=done.__getitem__)
+            called, returned, duration = fetch_at[last]
+            ex_start, ex_end = extract_at.get(last, (returned, returned))
+            row.update({
+                "last_page": last,
+                "last_page_latency_ms": pages.get(last, 0.0),
+                "to_fetch_ms": called - begin,  # search, then scheduling the fetch
+                "fetch_wait_ms": (returned - called) - duration,  # waiting for a free fetch slot
+                "fetch_ms": duration,
+                "to_extract_ms": ex_start - returned,  # waiting for a worker thread
+                "extract_ms": ex_end - ex_start,
+                "after_ms": finish - ex_end,  # sources into prompts, the next turn's set-up
+            })
+        steps.append(row)
+    model_path = lat.model_ms * len(turns)
+    critical = model_path + sum(s["critical_search_ms"] + s["critical_page_ms"] for s in steps)
+    critical_capped = model_path + sum(s["critical_search_ms"] + s["critical_page_capped_ms"] for s in steps)
+
+    # Where wall - critical goes; the parts add up to it exactly.
+    b = dict.fromkeys(("pre_ms", "turns_ms", "search_ms", "fetch_wait_ms", "fetch_ms", "extract_ms",
+                       "step_rest_ms", "post_ms"), 0.0)
+    b["pre_ms"] = starts[0] if starts else 0.0
+    b["turns_ms"] = sum(t.duration_ms or 0.0 for t in turns) - model_path
+    b["post_ms"] = wall - ends[-1] if ends else wall
+    for s in steps:
+        if "last_page" in s:
+            b["search_ms"] += s["to_fetch_ms"] - s["critical_search_ms"]
+            b["fetch_wait_ms"] += s["fetch_wait_ms"]
+            b["fetch_ms"] += s["fetch_ms"] - s["critical_page_ms"]
+            b["extract_ms"] += s["to_extract_ms"] + s["extract_ms"]
+            b["step_rest_ms"] += s["after_ms"]
+        else:  # nothing new to fetch: a search, then the results into prompts
+            b["search_ms"] += s["search_ms"] - s["critical_search_ms"]
+            b["step_rest_ms"] += s["gap_ms"] - s["search_ms"]
+    extract_ms = [(e - s) * 1000 for _u, s, e in trace.extracts]
+    result = {
+        "shape": shape.name,
+        "stream": stream,
+        "wall_ms": wall,
+        "critical_ms": critical,
+        "critical_capped_ms": critical_capped,
+        "ratio": wall / critical if critical else math.nan,
+        "overhead_ms": wall - critical,
+        "cpu_ms": (cpu1 - cpu0) * 1000,
+        "fakes_cpu_ms": (fakes_cpu1 - fakes_cpu0) * 1000 if fakes_cpu0 is not None and fakes_cpu1 is not None else None,
+        "total_duration_ms": meta.total_duration_ms,
+        "time_to_first_content_ms": ms(first_content) if first_content is not None else None,
+        "turns": [{"kind": t.kind, "step": t.step, "start_ms": s, "duration_ms": t.duration_ms,
+                   "time_to_first_token_ms": t.time_to_first_token_ms} for t, s in zip(turns, starts)],
+        "steps": steps,
+        "sources_fetched": sum(1 for s in meta.sources if s.status == "fetched"),
+        "sources_failed": sum(1 for s in meta.sources if s.status == "failed"),
+        "extract_total_ms": sum(extract_ms),
+        "answer_chars": len(answer),
+        "annotations": meta.citations.annotations,
+        "warnings": list(meta.warnings),
+        "breakdown": b,
+    }
+    return _rounded(result)
+
+
+def _rounded(obj: Any, digits: int = 1) -> Any:
+    """Floats rounded to ``digits`` (ratios, and the statistics of ratios, to 3)."""
+    if isinstance(obj, float):
+        return round(obj, digits) if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _rounded(v, 3 if k == "ratio" else digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
+
+
+# -- statistics and reporting -----------------------------------------------------------
+
+
+def p90(values: list[float]) -> float:
+    """90th percentile, nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and p90 of each figure over ``runs`` of one (shape, mode)."""
+    def stat(values: list[float | None]) -> dict[str, float] | None:
+        vals = [v for v in values if v is not None]
+        if not vals:
+            return None
+        return {"median": statistics.median(vals), "p90": p90(vals), "min": min(vals), "max": max(vals)}
+
+    first = runs[0]
+    out: dict[str, Any] = {
+        "shape": first["shape"],
+        "stream": first["stream"],
+        "runs": len(runs),
+        "turns": len(first["turns"]),
+        "steps": len(first["steps"]),
+        "searches": sum(s["searches"] for s in first["steps"]),
+        "pages_fetched": sum(s["pages_fetched"] for s in first["steps"]),
+        "critical_ms": first["critical_ms"],
+        "critical_capped_ms": first["critical_capped_ms"],
+    }
+    for key in ("wall_ms", "ratio", "overhead_ms", "cpu_ms", "fakes_cpu_ms", "total_duration_ms",
+                "time_to_first_content_ms", "extract_total_ms"):
+        out[key] = stat([r[key] for r in runs])
+    out["breakdown_mean"] = {k: statistics.fmean(r["breakdown"][k] for r in runs) for k in first["breakdown"]}
+    out["breakdown_median"] = {k: statistics.median(r["breakdown"][k] for r in runs) for k in first["breakdown"]}
+    return _rounded(out)
+
+
+def _git() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return {"commit": head or None, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def versions(dists: tuple[str, ...] = ("grounding", "litellm", "httpx", "trafilatura", "lxml", "pydantic", "openai")
+             ) -> dict[str, Any]:
+    """Python, platform, CPUs, load, the packages that matter and the git commit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "executable": sys.executable,
+    }
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    out["git"] = _git()
+    return out
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _fmt(stat: dict[str, float] | None, key: str = "median", digits: int = 0) -> str:
+    if stat is None:
+        return "-"
+    value = stat[key]
+    return f"{value:.{digits}f}"
+
+
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    v, s = report["versions"], report["settings"]
+    lat = s["latencies"]
+    lines = [
+        "# Overhead: wall time of one grounded answer against its critical path",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}  ",
+        f"Versions: Python {v['python']}, grounding {v.get('grounding')} (git {str(v['git'].get('commit'))[:10]}"
+        f"{', dirty' if v['git'].get('dirty') else ''}), litellm {v.get('litellm')}, httpx {v.get('httpx')}, "
+        f"trafilatura {v.get('trafilatura')}; {v['cpus']} CPUs, {v['platform']}  ",
+        f"Load average before/after: {report['loadavg_before']} / {report['loadavg_after']}  ",
+        f"Latencies: model {lat['model_ms']:g} ms per turn, search {lat['search_ms']:g} ms, pages "
+        f"{lat['page_min_ms']:g}-{lat['page_max_ms']:g} ms spread evenly over the result pages in rank order; "
+        f"engine `{s['engine']}`, fakes in {s['fakes']}, {s['runs']} runs per row after a warm-up, "
+        f"fetcher concurrency {s['fetcher_concurrency']}.",
+        "",
+        f"Warm-up (discarded): {', '.join(f'{k} {w:.0f} ms' for k, w in report['warmup_wall_ms'].items())}.",
+        "",
+        "Critical path = model latency x turns + per step (search latency + slowest page fetched in the step). "
+        "Wall = the whole `grounding.completion` call (for streaming: until the last chunk). "
+        "CPU = process CPU time of the request in the benchmark process"
+        + (" (the fakes run in a child process; their CPU is the last column)." if s["fakes"] == "subprocess" else
+           " (including the in-process fakes)."),
+        "",
+        "| shape | stream | turns | steps | pages | critical ms | wall median | wall p90 | ratio median | ratio p90 "
+        "| overhead median ms | CPU median ms | CPU p90 ms | fakes CPU ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["summary"]:
+        crit = f"{row['critical_ms']:.0f}"
+        if row["critical_capped_ms"] != row["critical_ms"]:
+            crit += f" ({row['critical_capped_ms']:.0f} capped)"
+        lines.append(
+            f"| {row['shape']} | {'yes' if row['stream'] else 'no'} | {row['turns']} | {row['steps']} "
+            f"| {row['pages_fetched']} | {crit} | {_fmt(row['wall_ms'])} | {_fmt(row['wall_ms'], 'p90')} "
+            f"| {_fmt(row['ratio'], digits=3)} | {_fmt(row['ratio'], 'p90', 3)} | {_fmt(row['overhead_ms'])} "
+            f"| {_fmt(row['cpu_ms'])} | {_fmt(row['cpu_ms'], 'p90')} | {_fmt(row['fakes_cpu_ms'])} |"
+        )
+    lines += [
+        "",
+        "Where wall - critical goes (means over the runs, ms; they add up to the mean overhead). "
+        "`pre`: before the first model call (validation, model resolution). `turns`: model turns beyond "
+        "the model latency (litellm, HTTP, parsing; when streaming, also handing each chunk to the caller). "
+        "Per search step, along the page that finished last: `search` = search and scheduling beyond the "
+        "search latency; `slot wait` = waiting for one of the fetcher's slots; `fetch` = its fetch beyond the "
+        "slowest page latency; `extract` = its extraction (and waiting for a worker thread); `rest` = from "
+        "there to the next model call (sources into prompts). `post`: after the last turn (citations, "
+        "response). `extraction, all pages` = the sum of every page's extraction (in worker threads).",
+        "",
+        "| shape | stream | pre | turns | search | slot wait | fetch | extract | rest | post | overhead (mean) "
+        "| extraction, all pages (median) | first content ms (median) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["summary"]:
+        b = row["breakdown_mean"]
+        lines.append(
+            f"| {row['shape']} | {'yes' if row['stream'] else 'no'} | {b['pre_ms']:.0f} | {b['turns_ms']:.0f} "
+            f"| {b['search_ms']:.0f} | {b['fetch_wait_ms']:.0f} | {b['fetch_ms']:.0f} | {b['extract_ms']:.0f} "
+            f"| {b['step_rest_ms']:.0f} | {b['post_ms']:.0f} | {sum(b.values()):.0f} "
+            f"| {_fmt(row['extract_total_ms'])} | {_fmt(row['time_to_first_content_ms'])} |"
+        )
+    lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_benchmark(fakes: Any, shapes: list[Shape], lat: Latencies, modes: list[bool], runs: int,
+                  question: str = QUESTION) -> tuple[dict[str, float], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Warm up once per mode, then ``runs`` measured requests per (shape, mode)."""
+    warmup: dict[str, float] = {}
+    for stream in modes:
+        label = "stream" if stream else "plain"
+        _say(f"warm-up ({label}){' (imports litellm)' if not warmup else ''} ...")
+        r = measure_once(fakes, SHAPES["default"], lat, stream=stream, question=question)
+        warmup[label] = r["wall_ms"]
+        _say(f"  warm-up {label}: {r['wall_ms']:.0f} ms")
+    all_runs: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for shape in shapes:
+        pages = configure(fakes, shape, lat, question)
+        for stream in modes:
+            label = f"{shape.name}/{'stream' if stream else 'plain'}"
+            rows = []
+            for i in range(runs):
+                r = measure_once(fakes, shape, lat, stream=stream, question=question, pages=pages)
+                r["run"] = i + 1
+                rows.append(r)
+                _say(f"[{label}] run {i + 1}/{runs}: wall {r['wall_ms']:.0f} ms, critical {r['critical_ms']:.0f} ms, "
+                     f"x{r['ratio']:.3f}, cpu {r['cpu_ms']:.0f} ms")
+            all_runs += rows
+            row = summarize(rows)
+            summary.append(row)
+            _say(f"[{label}] median wall {row['wall_ms']['median']:.0f} ms (p90 {row['wall_ms']['p90']:.0f}), "
+                 f"ratio {row['ratio']['median']:.3f} (p90 {row['ratio']['p90']:.3f})")
+    return warmup, all_runs, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=10, help="measured runs per shape and mode (default 10)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of: {', '.join(SHAPES)}")
+    ap.add_argument("--modes", choices=("both", "plain", "stream"), default="both")
+    ap.add_argument("--fakes", choices=("subprocess", "inprocess"), default="subprocess",
+                    help="where the fake servers run (default: a child process, out of the CPU measurement)")
+    ap.add_argument("--model-ms", type=float, default=300)
+    ap.add_argument("--search-ms", type=float, default=200)
+    ap.add_argument("--page-min-ms", type=float, default=50)
+    ap.add_argument("--page-max-ms", type=float, default=800)
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    try:
+        shapes = [SHAPES[name.strip()] for name in args.shapes.split(",") if name.strip()]
+    except KeyError as exc:
+        ap.error(f"unknown shape {exc}; choose from {', '.join(SHAPES)}")
+    modes = {"both": [False, True], "plain": [False], "stream": [True]}[args.modes]
+    lat = Latencies(args.model_ms, args.search_ms, args.page_min_ms, args.page_max_ms)
+
+    # The fakes live on 127.0.0.1; litellm must not try to download its cost map.
+    os.environ["GROUNDING_ALLOW_PRIVATE_NETWORKS"] = "1"
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    for name in ("GROUNDING_SOURCE_TOKENS", "GROUNDING_ENGINE", "GROUNDING_MODEL"):
+        os.environ.pop(name, None)
+
+    load_before = loadavg()
+    _say(f"starting the fakes ({args.fakes}) ...")
+    fakes = SubprocessFakes() if args.fakes == "subprocess" else InProcessFakes()
+    try:
+        os.environ.update(fakes.env)
+        warmup, runs, summary = run_benchmark(fakes, shapes, lat, modes, args.runs)
+    finally:
+        fakes.close()
+    report = {
+        "command": " ".join(["python -m benchmarks.overhead", *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "versions": versions(),
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "settings": {
+            "latencies": asdict(lat),
+            "question": QUESTION,
+            "engine": ENGINE,
+            "shapes": [asdict(s) for s in shapes],
+            "modes": ["stream" if m else "plain" for m in modes],
+            "runs": args.runs,
+            "fakes": args.fakes,
+            "fetcher_concurrency": fetcher_concurrency(),
+            "env": {k: os.environ.get(k) for k in ("GROUNDING_ALLOW_PRIVATE_NETWORKS", "LITELLM_LOCAL_MODEL_COST_MAP")},
+        },
+        "warmup_wall_ms": {k: round(v, 1) for k, v in warmup.items()},
+        "summary": summary,
+        "runs": runs,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "overhead.json"
+    json_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_markdown(args.out / "overhead.md", report)
+    _say(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
