@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from openai.types.chat import ChatCompletion as OpenAIChatCompletion
@@ -90,5 +91,6 @@ def test_import_and_help_do_not_import_litellm():
             "print('litellm' in sys.modules, 'httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
-    proc = subprocess.run(["grounding", "--help"], capture_output=True, text=True)
+    script = Path(sys.executable).with_name("grounding")  # the console script pip installed
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ask" in proc.stdout
