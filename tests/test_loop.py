@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletionChunk as OpenAIChunk
 
 import grounding
 from grounding.response import Metadata
+from providers.models import ModelProfile, register_profile
 from providers.search import SearchHit, register_engine
 
 QUESTION = "nutrition trends for fall"
@@ -162,6 +163,24 @@ def test_direct_answer_without_searching(fake_llm, fake_search, fake_web):
     result = ask(fake_llm, "direct")
     assert result.choices[0].message.content == "I know this."
     assert result.metadata.steps == 0 and not result.metadata.sources
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_model_that_must_search_but_writes_prose_gets_its_question_searched(fake_llm, fake_search, fake_web,
+                                                                             stream):
+    # The local model's profile: tool_choice="required", which small models do not always obey.
+    register_profile("openai/fake-direct", ModelProfile(search_tool_choice="required", parallel_tool_calls=False))
+    result = ask(fake_llm, "direct", stream=stream)
+    if stream:
+        chunks = list(result)
+        meta, content = chunks[-1].metadata, "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        meta, content = result.metadata, result.choices[0].message.content
+    assert meta.queries == [QUESTION] and meta.steps == 1
+    assert any("did not call the search tool" in w for w in meta.warnings)
+    assert content == "I know this."  # the prose of the forced turn is not part of the answer twice
+    first = chat_requests(fake_llm)[0]
+    assert first["tool_choice"] == "required" and first["parallel_tool_calls"] is False
 
 
 # --- point 4: citations -------------------------------------------------------
