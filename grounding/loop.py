@@ -112,8 +112,14 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     target = await resolve_target(req, say)
     session = _Session(req, target, say, t0)
     yield Started(session.id, target.name, session.created)
-    async for event in session.events():
-        yield event
+    try:
+        async for event in session.events():
+            yield event
+    except GroundingError as exc:
+        # What was searched and fetched before the failure, for the caller's logs.
+        session.meta.total_duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+        exc.metadata = session.meta.to_dict()
+        raise
 
 
 class _Session:

@@ -317,8 +317,10 @@ def test_plain_completion_without_web_search(fake_llm):
 @pytest.mark.parametrize(("policy", "error"), [("fail", grounding.UpstreamError),
                                                 ("ratelimit", grounding.RateLimitError)])
 def test_model_failure_is_a_typed_error(fake_llm, fake_search, policy, error):
-    with pytest.raises(error):
+    with pytest.raises(error) as err:
         ask(fake_llm, policy)
+    assert err.value.to_dict()["error"]["message"]
+    assert err.value.metadata["turns"][0]["kind"] == "search"  # what happened before the failure
 
 
 # --- point 7: streaming ----------------------------------------------------------------
