@@ -27,6 +27,7 @@ more than the text extraction itself and only the title is kept here.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -257,6 +258,13 @@ def _run_trafilatura(tree: Any, url: str | None, options: dict[str, Any]) -> str
     return getattr(doc, "text", None) or ""
 
 
+# trafilatura parses with one module-level lxml parser; two threads in it at
+# once aborted the interpreter (SIGABRT in document_fromstring, seen in CI).
+# Extraction holds the GIL most of the time anyway, so one at a time costs
+# little; callers that want parallelism use processes (see local_index).
+_PARSE_LOCK = threading.Lock()
+
+
 def _extract(html: str | bytes, url: str | None) -> Extracted:
     from trafilatura import load_html
 
@@ -290,7 +298,8 @@ def extract(html: str | bytes, url: str | None = None) -> Extracted:
     has one).
     """
     try:
-        return _extract(html, url)
+        with _PARSE_LOCK:
+            return _extract(html, url)
     except Exception:
         try:
             return Extracted(title=html_title(html), text="")
