@@ -26,6 +26,7 @@ from providers.search import SearchEngineError, SearchHit, default_engine_name, 
 from . import llm
 from .citations import SourceRef, annotate
 from .errors import GroundingError
+from .native import NativeResult, check_native, provider_of
 from .prompts import (
     CHARS_PER_TOKEN,
     SEARCH_TOOL_NAME,
@@ -135,6 +136,11 @@ class _Session:
         self.usage = Usage()
         mode = "tool_loop" if req.web_search else ("native" if req.web_search_options else "none")
         self.meta = Metadata(mode=mode, model=target.name)
+        self.native: NativeResult | None = None
+        if mode == "native":
+            check_native(target.litellm_model)
+            self.meta.provider = provider_of(target.litellm_model)
+            self.native = NativeResult(self.meta.provider)
         self.sources: dict[str, _Source] = {}  # normalized url -> source
         self.messages: list[dict[str, Any]] = list(req.messages)
         if req.web_search:
@@ -297,6 +303,8 @@ class _Session:
             out.calls = [_Call(tc.id or f"call_{i}", tc.function.name or "", tc.function.arguments or "")
                          for i, tc in enumerate(message.tool_calls or [])]
             out.annotations = _provider_annotations(message)
+            if self.native is not None:
+                self.native.on_response(response)
             usage = getattr(response, "usage", None)
         else:
             usage = None
@@ -308,6 +316,8 @@ class _Session:
                 async for chunk in stream:
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
+                    if self.native is not None:
+                        self.native.on_chunk(chunk, sum(len(p) for p in pieces))
                     for choice in chunk.choices or []:
                         delta = choice.delta
                         if info.time_to_first_token_ms is None and (delta.content or delta.tool_calls):
@@ -316,8 +326,8 @@ class _Session:
                             _merge_tool_delta(calls, tc)
                         if delta.content:
                             pieces.append(delta.content)
-                            if not live or (calls and not out.streamed):
-                                continue
+                            if not live or (hold and calls and not out.streamed):
+                                continue  # a search turn's text beside its tool call: a preamble
                             if hold and not out.streamed and len(held) + len(delta.content) < hold:
                                 held += delta.content
                                 continue
@@ -493,6 +503,12 @@ class _Session:
                            "and were left without an annotation")
             if self.meta.steps and not self.sources:
                 self._warn("no page could be used as a source; the answer is not grounded")
+        elif self.native is not None:
+            annotations = [Annotation.model_validate(a) for a in self.native.to_annotations(content)]
+            self._native_metadata(annotations)
+            # The provider's own search call (Anthropic's srvtoolu_*) was run by the
+            # provider: never execute it, never hand it to the caller as theirs.
+            turn.calls = [c for c in turn.calls if c.name in self.req.caller_tool_names]
         elif turn.annotations:
             annotations = [Annotation.model_validate(a) for a in turn.annotations if a.get("type") == "url_citation"]
         tool_calls = [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in turn.calls]
@@ -505,6 +521,21 @@ class _Session:
         return ChatCompletion(id=self.id, created=self.created, model=self.target.name,
                               choices=[Choice(message=message, finish_reason=finish)],
                               usage=self.usage, metadata=self.meta)
+
+    def _native_metadata(self, annotations: list[Annotation]) -> None:
+        assert self.native is not None
+        self.meta.queries = list(self.native.queries)
+        self.meta.web_search_requests = self.native.web_search_requests or None
+        seen: dict[str, SourceInfo] = {}
+        for a in annotations:
+            url = a.url_citation.url
+            if url not in seen:
+                seen[url] = SourceInfo(id=len(seen) + 1, url=url, title=a.url_citation.title,
+                                       status="native", cited=True)
+        self.meta.sources = list(seen.values())
+        self.meta.citations.annotations = len(annotations)
+        if not annotations:
+            self._warn(f"{self.meta.provider} returned no citations this library could place in the answer")
 
     def _must_search(self, steps: int) -> bool:
         """Whether this search turn had to call a tool: the profile forces it

@@ -158,8 +158,8 @@ def anthropic_annotations(content: str, citations: Iterable[Any]) -> list[dict[s
     Anthropic cites the *source's* text (``cited_text``), attached to the text
     block it supports; litellm flattens the blocks into one string and keeps
     the citations without offsets. The span is where the cited text appears in
-    the answer, else the text block the citation was attached to (when given
-    as ``block_text``), else nothing (counted by the caller as unmatched).
+    the answer: the text block the citation was attached to (litellm gives it
+    as ``supported_text``), else the cited text itself, else nothing.
     """
     out = []
     cursor = 0
@@ -169,8 +169,8 @@ def anthropic_annotations(content: str, citations: Iterable[Any]) -> list[dict[s
             url = _get(cite, "url")
             if not url:
                 continue
-            span = locate(content, _get(cite, "block_text") or "", cursor) or locate(
-                content, _get(cite, "cited_text") or "", cursor)
+            block = _get(cite, "supported_text") or _get(cite, "block_text") or ""
+            span = locate(content, block, cursor) or locate(content, _get(cite, "cited_text") or "", cursor)
             if span:
                 cursor = span[0]
                 out.append(url_citation(url, _get(cite, "title", ""), *span))

@@ -92,7 +92,7 @@ class SourceInfo(_Model):
     id: int | None = Field(None, description="the number the model saw; None if not given to it")
     url: str
     title: str = ""
-    status: Literal["fetched", "failed", "indexed"] = "fetched"
+    status: Literal["fetched", "failed", "indexed", "native"] = "fetched"
     error: str | None = None
     query: str | None = None
     step: int = 1
@@ -134,6 +134,9 @@ class Metadata(_Model):
     mode: Literal["tool_loop", "native", "none"] = "tool_loop"
     model: str | None = None
     engine: str | None = None
+    #: Native search: the provider that searched, and how many searches it reports.
+    provider: str | None = None
+    web_search_requests: int | None = None
     queries: list[str] = Field(default_factory=list)
     searches: list[SearchInfo] = Field(default_factory=list)
     sources: list[SourceInfo] = Field(default_factory=list)

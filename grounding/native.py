@@ -1,0 +1,184 @@
+"""Native search (``web_search_options``): which models have it, and reading
+back what each provider returned, streaming or not.
+
+litellm sends ``web_search_options`` to each provider's own search; what comes
+back differs per provider and is partly lost or bent by litellm (see
+``tests/test_fakes_native.py`` for the exact shapes). :class:`NativeResult`
+collects the raw pieces from a response or from stream chunks, and turns them
+into character-offset annotations with :mod:`grounding.native_citations`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .citations import SourceRef, annotate
+from .errors import InvalidRequestError
+from .native_citations import (anthropic_annotations, gemini_annotations, openai_annotations,
+                               perplexity_annotations, url_citation, xai_annotations)
+
+__all__ = ["NATIVE_PROVIDERS", "provider_of", "supports_native_search", "check_native", "NativeResult"]
+
+#: Providers whose own search litellm reaches through ``web_search_options``.
+NATIVE_PROVIDERS = ("openai", "anthropic", "gemini", "vertex_ai", "groq", "xai", "perplexity")
+
+
+def provider_of(model: str) -> str:
+    """The provider part of a litellm model id (``openai/gpt-4o`` -> ``openai``)."""
+    if "/" in model:
+        return model.split("/", 1)[0].lower()
+    from .llm import litellm
+
+    try:
+        return litellm().get_llm_provider(model)[1]
+    except Exception:
+        return ""
+
+
+def supports_native_search(model: str) -> bool:
+    """Whether ``model`` can search by itself through ``web_search_options``.
+
+    OpenAI: only its search models (``*search*``); Anthropic, Gemini/Vertex,
+    Groq, xAI and Perplexity: their chat models.
+    """
+    provider = provider_of(model)
+    if provider == "openai":
+        return "search" in model.lower()
+    return provider in NATIVE_PROVIDERS
+
+
+def check_native(model: str) -> None:
+    """Raise a clear error when ``model`` has no native search."""
+    if not supports_native_search(model):
+        raise InvalidRequestError(
+            f"model {model!r} has no native web search, so web_search_options cannot be used with it; "
+            "use web_search={'engine': ...} (the search tool loop, which works with any model that can "
+            "call tools) instead",
+            param="web_search_options",
+        )
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+_LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
+
+
+class NativeResult:
+    """What a provider's own search returned, gathered from a response or chunks."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.annotations: list[Any] = []       # openai (nested) / xai (flat) / gemini (bent, unused)
+        self.anthropic_blocks: list[Any] = []  # non-streaming: one list per cited block
+        self.anthropic_stream: list[tuple[int, Any]] = []  # (content position, citation)
+        self.gemini_metadata: Any = None
+        self.citations: list[str] = []         # perplexity
+        self.search_results: list[Any] = []    # perplexity
+        self.queries: list[str] = []
+        self.web_search_requests = 0
+
+    # -- gathering ----------------------------------------------------------
+
+    def on_response(self, response: Any) -> None:
+        message = response.choices[0].message
+        self.annotations.extend(getattr(message, "annotations", None) or [])
+        fields = getattr(message, "provider_specific_fields", None) or {}
+        self.anthropic_blocks.extend(fields.get("citations") or [])
+        self._calls(fields.get("web_search_calls"))
+        grounding = getattr(response, "vertex_ai_grounding_metadata", None) or []
+        self._gemini(grounding[0] if isinstance(grounding, list) and grounding else grounding)
+        self.citations = list(getattr(response, "citations", None) or self.citations)
+        self.search_results = list(getattr(response, "search_results", None) or self.search_results)
+        self._usage(getattr(response, "usage", None))
+
+    def on_chunk(self, chunk: Any, position: int) -> None:
+        """One stream chunk; ``position`` is the content length before its text."""
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = choice.delta
+            self.annotations.extend(getattr(delta, "annotations", None) or [])
+            fields = getattr(delta, "provider_specific_fields", None) or {}
+            if fields.get("citation"):
+                self.anthropic_stream.append((position, fields["citation"]))
+            self._calls(fields.get("web_search_calls"))
+        grounding = getattr(chunk, "vertex_ai_grounding_metadata", None)
+        for item in grounding if isinstance(grounding, list) else [grounding]:
+            self._gemini(item)
+        self.citations = list(getattr(chunk, "citations", None) or self.citations)
+        self.search_results = list(getattr(chunk, "search_results", None) or self.search_results)
+        self._usage(getattr(chunk, "usage", None))
+
+    def _gemini(self, metadata: Any) -> None:
+        if metadata and (_get(metadata, "groundingSupports") or _get(metadata, "groundingChunks")):
+            self.gemini_metadata = metadata
+            for q in _get(metadata, "webSearchQueries") or []:
+                if q not in self.queries:
+                    self.queries.append(q)
+
+    def _calls(self, calls: Any) -> None:
+        for call in (calls.values() if isinstance(calls, dict) else calls or []):
+            query = _get(_get(call, "action") or {}, "query")
+            if query and query not in self.queries:
+                self.queries.append(query)
+
+    def _usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        counts = [
+            _get(_get(usage, "server_tool_use"), "web_search_requests"),
+            _get(_get(usage, "prompt_tokens_details"), "web_search_requests"),
+            _get(_get(usage, "server_side_tool_usage_details"), "web_search_calls"),
+        ]
+        found = [int(c) for c in counts if isinstance(c, (int, float)) and c]
+        if found:
+            self.web_search_requests = max(self.web_search_requests, max(found))
+
+    # -- reading ------------------------------------------------------------
+
+    def to_annotations(self, content: str) -> list[dict[str, Any]]:
+        """Character-offset ``url_citation`` annotations for ``content``."""
+        p = self.provider
+        if p == "anthropic":
+            found = anthropic_annotations(content, self.anthropic_blocks) if self.anthropic_blocks else \
+                self._anthropic_streamed(content)
+        elif p in ("gemini", "vertex_ai") and self.gemini_metadata is not None:
+            found = gemini_annotations(content, self.gemini_metadata)
+        elif p == "perplexity" and self.citations:
+            found = perplexity_annotations(content, self.citations, self.search_results)
+        elif p == "xai":
+            found = xai_annotations(content, self.annotations)
+        else:
+            found = openai_annotations(content, self.annotations)
+        if not found:  # streamed xAI and the like: the links are still in the text
+            found = self._from_links(content)
+        return sorted(found, key=lambda a: (a["url_citation"]["start_index"], a["url_citation"]["url"]))
+
+    def _anthropic_streamed(self, content: str) -> list[dict[str, Any]]:
+        # Each citation came just before the text of the block it cites; the
+        # block's end is not signalled, so the span ends at the first sentence
+        # end, the end of the line, or the next cited block, whichever is first.
+        starts = sorted({pos for pos, _ in self.anthropic_stream})
+        out = []
+        for pos, cite in self.anthropic_stream:
+            later = [s for s in starts if s > pos]
+            end = min(later[0] if later else len(content), len(content))
+            stop = _SENTENCE_END.search(content, pos, end)
+            if stop:
+                end = stop.end()
+            newline = content.find("\n", pos)
+            if 0 <= newline < end:
+                end = newline
+            while end > pos and content[end - 1].isspace():
+                end -= 1
+            if end > pos and _get(cite, "url"):
+                out.append(url_citation(_get(cite, "url"), _get(cite, "title", ""), pos, end))
+        return out
+
+    def _from_links(self, content: str) -> list[dict[str, Any]]:
+        urls = list(dict.fromkeys(m.group(1) for m in _LINK.finditer(content)))
+        refs = [SourceRef(i + 1, u, "") for i, u in enumerate(urls)]
+        return annotate(content, refs, infer=False).annotations if refs else []
