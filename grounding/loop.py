@@ -21,12 +21,12 @@ from urllib.parse import urldefrag
 
 from providers.extract import extract, extract_plain
 from providers.fetch import Fetcher
-from providers.search import SearchEngineError, SearchHit, default_engine_name, get_engine
+from providers.search import NATIVE, SearchEngineError, SearchHit, default_engine_name, get_engine
 
 from . import llm
 from .citations import SourceRef, annotate
 from .errors import GroundingError
-from .native import NativeResult, check_native, provider_of
+from .native import NativeResult, check_native, provider_of, supports_native_search
 from .prompts import (
     CHARS_PER_TOKEN,
     SEARCH_TOOL_NAME,
@@ -37,7 +37,7 @@ from .prompts import (
     system_prompt,
     trim_text,
 )
-from .request import SEARCH_TURN_FIELDS, ChatRequest
+from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearchOptions
 from .response import (
     Annotation,
     ChatCompletion,
@@ -111,7 +111,9 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     target = await resolve_target(req, say)
+    req, reason = _resolve_native(req, target)
     session = _Session(req, target, say, t0)
+    session.meta.mode_reason = reason
     yield Started(session.id, target.name, session.created)
     try:
         async for event in session.events():
@@ -121,6 +123,20 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
         session.meta.total_duration_ms = round((time.perf_counter() - t0) * 1000, 1)
         exc.metadata = session.meta.to_dict()
         raise
+
+
+def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str | None]:
+    """``web_search.engine = "native"``: the model's own search where it has one,
+    else the tool loop with the default engine. Returns the request to run and why."""
+    ws = req.web_search
+    if ws is None or ws.engine != NATIVE:
+        return req, None
+    if supports_native_search(target.litellm_model):
+        return (req.model_copy(update={"web_search": None, "web_search_options": WebSearchOptions()}),
+                f"engine 'native': {target.name} searches with its provider's own search")
+    fallback = default_engine_name()
+    return (req.model_copy(update={"web_search": ws.model_copy(update={"engine": fallback})}),
+            f"engine 'native': {target.name} has no native search, so the tool loop ran with engine {fallback!r}")
 
 
 class _Session:
@@ -305,6 +321,7 @@ class _Session:
             out.annotations = _provider_annotations(message)
             if self.native is not None:
                 self.native.on_response(response)
+            self._add_cost(response)
             usage = getattr(response, "usage", None)
         else:
             usage = None
@@ -522,10 +539,19 @@ class _Session:
                               choices=[Choice(message=message, finish_reason=finish)],
                               usage=self.usage, metadata=self.meta)
 
+    def _add_cost(self, response: Any) -> None:
+        try:
+            cost = llm.litellm().completion_cost(completion_response=response)
+        except Exception:  # a model litellm cannot price (self-hosted, fakes)
+            return
+        if cost:
+            self.meta.cost_usd = round((self.meta.cost_usd or 0.0) + float(cost), 8)
+
     def _native_metadata(self, annotations: list[Annotation]) -> None:
         assert self.native is not None
         self.meta.queries = list(self.native.queries)
         self.meta.web_search_requests = self.native.web_search_requests or None
+        self.usage.web_search_requests = self.meta.web_search_requests
         seen: dict[str, SourceInfo] = {}
         for a in annotations:
             url = a.url_citation.url

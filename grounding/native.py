@@ -23,6 +23,9 @@ __all__ = ["NATIVE_PROVIDERS", "provider_of", "supports_native_search", "check_n
 NATIVE_PROVIDERS = ("openai", "anthropic", "gemini", "vertex_ai", "groq", "xai", "perplexity")
 
 
+_OPENAI_SEARCH_MODEL = re.compile(r"(^|/)gpt-[\w.-]*-search(-|$)")
+
+
 def provider_of(model: str) -> str:
     """The provider part of a litellm model id (``openai/gpt-4o`` -> ``openai``)."""
     if "/" in model:
@@ -42,8 +45,8 @@ def supports_native_search(model: str) -> bool:
     Groq, xAI and Perplexity: their chat models.
     """
     provider = provider_of(model)
-    if provider == "openai":
-        return "search" in model.lower()
+    if provider == "openai":  # gpt-4o-search-preview, gpt-4o-mini-search-preview, gpt-5-search-api
+        return _OPENAI_SEARCH_MODEL.search(model.lower()) is not None
     return provider in NATIVE_PROVIDERS
 
 

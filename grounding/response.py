@@ -71,6 +71,8 @@ class Usage(_Model):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    #: Searches the provider ran by itself (native search), when it reports them.
+    web_search_requests: int | None = None
 
     def add(self, other: Any) -> None:
         """Add another usage (ours, litellm's object, or a dict)."""
@@ -132,11 +134,16 @@ class Metadata(_Model):
     """What happened behind the answer. ``warnings`` says what degraded it."""
 
     mode: Literal["tool_loop", "native", "none"] = "tool_loop"
+    #: Why this mode (set when ``web_search.engine`` was ``"native"``).
+    mode_reason: str | None = None
     model: str | None = None
     engine: str | None = None
     #: Native search: the provider that searched, and how many searches it reports.
     provider: str | None = None
     web_search_requests: int | None = None
+    #: What litellm prices the model turns at (USD), native search fees included;
+    #: None when it cannot price them (unknown model, or a streamed turn).
+    cost_usd: float | None = None
     queries: list[str] = Field(default_factory=list)
     searches: list[SearchInfo] = Field(default_factory=list)
     sources: list[SourceInfo] = Field(default_factory=list)

@@ -153,6 +153,9 @@ class LocalSearchEngine:
         return [SearchHit(url=h.url, title=h.title, snippet=h.snippet, content=h.text) for h in found]
 
 
+#: Not an engine: "use the model's own search where it has one".
+NATIVE = "native"
+
 _registry: dict[str, Callable[[], SearchEngine]] = {}
 _instances: dict[str, SearchEngine] = {}
 
@@ -169,13 +172,16 @@ def register_engine(name: str, engine: SearchEngine | Callable[[], SearchEngine]
 
 def engine_names() -> list[str]:
     """Every selectable engine name (aliases excluded)."""
-    return sorted(set(_registry) | set(_LITELLM_ENGINES) | {"local"})
+    return sorted(set(_registry) | set(_LITELLM_ENGINES) | {"local", NATIVE})
 
 
 def canonical_engine_name(name: str) -> str:
-    """``exa`` -> ``exa_ai`` and so on; raises InvalidRequestError for an unknown name."""
+    """``exa`` -> ``exa_ai`` and so on; raises InvalidRequestError for an unknown name.
+
+    ``native`` is not an engine but a request for the model's own search (the
+    tool loop resolves it per model)."""
     key = _ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key in _registry or key in _LITELLM_ENGINES or key == "local":
+    if key in _registry or key in _LITELLM_ENGINES or key in ("local", NATIVE):
         return key
     raise InvalidRequestError(
         f"web_search.engine: unknown search engine {name!r}; choose one of: {', '.join(engine_names())}",

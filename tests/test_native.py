@@ -82,11 +82,15 @@ def test_native_citations_become_character_offset_annotations(fake_native, provi
     assert not tool_calls  # Anthropic's server-side search call is never handed over
 
 
-def test_search_requests_and_queries_are_reported(fake_native):
-    _, _, meta, _ = answer(fake_native, "anthropic", False)
-    assert meta.web_search_requests == 1 and meta.queries
-    _, _, meta, _ = answer(fake_native, "gemini", False)
-    assert meta.web_search_requests == 1 and meta.queries
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "xai"])
+def test_search_requests_queries_and_cost_are_reported(fake_native, provider):
+    r = grounding.completion(model=MODELS[provider], api_base=fake_native.api_base(provider), api_key="k",
+                             messages=QUESTION, web_search_options={"search_context_size": "low"})
+    assert r.metadata.web_search_requests == 1 == r.usage.web_search_requests
+    if provider != "xai":
+        assert r.metadata.queries
+    if provider in ("anthropic", "gemini"):  # models litellm can price
+        assert r.metadata.cost_usd and r.metadata.cost_usd > 0
 
 
 def test_model_without_native_search_is_a_clear_error(fake_native):
@@ -95,3 +99,21 @@ def test_model_without_native_search_is_a_clear_error(fake_native):
     assert "gpt-4o" in err.value.message and "web_search" in err.value.message
     assert err.value.param == "web_search_options"
     assert not fake_native.requests  # refused before any call
+
+
+def test_engine_native_uses_the_providers_search_where_it_has_one(fake_native):
+    r = grounding.completion(model=MODELS["gemini"], api_base=fake_native.api_base("gemini"), api_key="k",
+                             messages=QUESTION, web_search={"engine": "native"})
+    assert r.metadata.mode == "native" and "own search" in r.metadata.mode_reason
+    assert r.choices[0].message.annotations
+    assert "googleSearch" in str(fake_native.requests[-1].json["tools"])
+
+
+def test_engine_native_falls_back_to_the_tool_loop(fake_llm, fake_search, fake_web, monkeypatch):
+    monkeypatch.setenv("GROUNDING_ENGINE", "searxng")
+    r = grounding.completion(model="openai/fake-searcher", api_base=f"{fake_llm.url}/v1", api_key="k",
+                             messages=[{"role": "user", "content": "nutrition trends for fall"}],
+                             web_search={"engine": "native"})
+    assert r.metadata.mode == "tool_loop" and r.metadata.engine == "searxng"
+    assert "no native search" in r.metadata.mode_reason
+    assert r.choices[0].message.annotations
