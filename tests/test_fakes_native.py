@@ -120,19 +120,12 @@ import httpx
 import litellm  # tests/conftest.py sets LITELLM_LOCAL_MODEL_COST_MAP before this import
 import pytest
 
-from tests.fakes.native import DEFAULT_SCENARIO, PROVIDERS, FakeNative, Scenario, Segment, Source, utf8_offset
+from tests.fakes.native import DEFAULT_SCENARIO, MODELS, PROVIDERS, FakeNative, Scenario, Segment, Source, utf8_offset
 
 litellm.suppress_debug_info = True
 
 pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 
-MODELS = {
-    "openai": "openai/gpt-4o-search-preview",
-    "anthropic": "anthropic/claude-sonnet-4-5-20250929",
-    "gemini": "gemini/gemini-2.5-flash",
-    "perplexity": "perplexity/sonar",
-    "xai": "xai/grok-4-fast",
-}
 MESSAGES = [{"role": "user", "content": "Café crème, Tokyo et Berlin ?"}]
 LOW = {"search_context_size": "low"}
 HIGH_IN_FRANCE = {

@@ -10,15 +10,8 @@ import pytest
 from openai.types.chat import ChatCompletion as OpenAIChatCompletion
 
 import grounding
-from tests.fakes.native import FakeNative
+from tests.fakes.native import MODELS, FakeNative
 
-MODELS = {
-    "openai": "openai/gpt-4o-search-preview",
-    "anthropic": "anthropic/claude-sonnet-4-5-20250929",
-    "gemini": "gemini/gemini-2.5-flash",
-    "perplexity": "perplexity/sonar",
-    "xai": "xai/grok-4-fast",
-}
 QUESTION = [{"role": "user", "content": "Café crème, Tokyo et Berlin ?"}]
 
 

@@ -105,6 +105,7 @@ from urllib.parse import urlsplit
 from tests.fakes.base import FakeServer, RecordedRequest, Response
 
 __all__ = [
+    "MODELS",
     "DEFAULT_SCENARIO",
     "PROVIDERS",
     "REDIRECT_BASE",
@@ -152,6 +153,16 @@ def _opaque(*parts: str, length: int = 96) -> str:
 
 
 # -- scenarios ----------------------------------------------------------------------
+
+
+#: A model id per provider that litellm routes to each provider's native search.
+MODELS = {
+    "openai": "openai/gpt-4o-search-preview",
+    "anthropic": "anthropic/claude-sonnet-4-5-20250929",
+    "gemini": "gemini/gemini-2.5-flash",
+    "perplexity": "perplexity/sonar",
+    "xai": "xai/grok-4-fast",
+}
 
 
 @dataclass(frozen=True)
