@@ -326,6 +326,7 @@ class _Session:
         else:
             usage = None
             pieces: list[str] = []
+            length = 0  # characters received so far (where a streamed citation points)
             held = ""
             calls: dict[int, dict[str, str]] = {}
             stream = await llm.acompletion(**params, stream=True, stream_options={"include_usage": True})
@@ -334,7 +335,7 @@ class _Session:
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
                     if self.native is not None:
-                        self.native.on_chunk(chunk, sum(len(p) for p in pieces))
+                        self.native.on_chunk(chunk, length)
                     for choice in chunk.choices or []:
                         delta = choice.delta
                         if info.time_to_first_token_ms is None and (delta.content or delta.tool_calls):
@@ -343,6 +344,7 @@ class _Session:
                             _merge_tool_delta(calls, tc)
                         if delta.content:
                             pieces.append(delta.content)
+                            length += len(delta.content)
                             if not live or (hold and calls and not out.streamed):
                                 continue  # a search turn's text beside its tool call: a preamble
                             if hold and not out.streamed and len(held) + len(delta.content) < hold:
