@@ -115,11 +115,8 @@ def annotate(content: str, sources: Sequence[SourceRef], *, infer: bool = True) 
     else:
         spans = []
     cited = list(dict.fromkeys(sid for _, _, ids in spans for sid in ids))
-    annotations = [
-        {"type": "url_citation", "url_citation": {
-            "url": by_id[sid].url, "title": by_id[sid].title or _host(by_id[sid].url),
-            "start_index": start, "end_index": end}}
-        for start, sid, end in sorted((s, sid, e) for s, e, ids in spans for sid in ids)]
+    annotations = [url_citation(by_id[sid].url, by_id[sid].title, start, end)
+                   for start, sid, end in sorted((s, sid, e) for s, e, ids in spans for sid in ids)]
     return CitationResult(annotations, cited, unmatched, 0 if explicit else len(annotations))
 
 
@@ -332,6 +329,12 @@ def _norm_url(url: str) -> str:
         return url.lower()
     host = parts.netloc.lower().removeprefix("www.").removesuffix(":443").removesuffix(":80")
     return host + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
+def url_citation(url: str, title: str, start: int, end: int) -> dict:
+    """One OpenAI ``url_citation`` annotation; the title falls back to the URL's host."""
+    return {"type": "url_citation",
+            "url_citation": {"url": url, "title": title or _host(url), "start_index": start, "end_index": end}}
 
 
 def _host(url: str) -> str:

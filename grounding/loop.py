@@ -186,8 +186,7 @@ class _Session:
                 self.say("writing the answer" if answer_turn else "thinking")
                 # Search-turn text streams live (after a preamble hold) unless it may be
                 # discarded: with response_format, or when the profile forces a tool call.
-                live_ok = answer_turn or (self.req.response_format is None
-                                          and self.target.profile.search_tool_choice != "required")
+                live_ok = answer_turn or (self.req.response_format is None and not self.target.profile.forces_search)
                 turn_start = True
                 async for delta in self._model_turn(params, turn, step=steps if answer_turn else steps + 1,
                                                     kind="answer" if answer_turn else "search", live=live_ok,
@@ -568,8 +567,7 @@ class _Session:
     def _must_search(self, steps: int) -> bool:
         """Whether this search turn had to call a tool: the profile forces it
         (``tool_choice="required"``) and nothing has been searched yet."""
-        return (self.target.profile.search_tool_choice == "required" and steps == 0
-                and bool(_last_user_text(self.messages)))
+        return self.target.profile.forces_search and steps == 0 and bool(_last_user_text(self.messages))
 
     def _warn(self, text: str) -> None:
         if text not in self.meta.warnings:

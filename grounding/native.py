@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .citations import SourceRef, annotate
+from .citations import SourceRef, annotate, url_citation
 from .errors import InvalidRequestError
-from .native_citations import (anthropic_annotations, gemini_annotations, openai_annotations,
-                               perplexity_annotations, url_citation, xai_annotations)
+from .native_citations import (anthropic_annotations, field, gemini_annotations, openai_annotations,
+                               perplexity_annotations, xai_annotations)
 
 __all__ = ["NATIVE_PROVIDERS", "provider_of", "supports_native_search", "check_native", "NativeResult"]
 
@@ -59,12 +59,6 @@ def check_native(model: str) -> None:
             "call tools) instead",
             param="web_search_options",
         )
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
@@ -116,15 +110,15 @@ class NativeResult:
         self._usage(getattr(chunk, "usage", None))
 
     def _gemini(self, metadata: Any) -> None:
-        if metadata and (_get(metadata, "groundingSupports") or _get(metadata, "groundingChunks")):
+        if metadata and (field(metadata, "groundingSupports") or field(metadata, "groundingChunks")):
             self.gemini_metadata = metadata
-            for q in _get(metadata, "webSearchQueries") or []:
+            for q in field(metadata, "webSearchQueries") or []:
                 if q not in self.queries:
                     self.queries.append(q)
 
     def _calls(self, calls: Any) -> None:
         for call in (calls.values() if isinstance(calls, dict) else calls or []):
-            query = _get(_get(call, "action") or {}, "query")
+            query = field(field(call, "action") or {}, "query")
             if query and query not in self.queries:
                 self.queries.append(query)
 
@@ -132,9 +126,9 @@ class NativeResult:
         if usage is None:
             return
         counts = [
-            _get(_get(usage, "server_tool_use"), "web_search_requests"),
-            _get(_get(usage, "prompt_tokens_details"), "web_search_requests"),
-            _get(_get(usage, "server_side_tool_usage_details"), "web_search_calls"),
+            field(field(usage, "server_tool_use"), "web_search_requests"),
+            field(field(usage, "prompt_tokens_details"), "web_search_requests"),
+            field(field(usage, "server_side_tool_usage_details"), "web_search_calls"),
         ]
         found = [int(c) for c in counts if isinstance(c, (int, float)) and c]
         if found:
@@ -177,8 +171,8 @@ class NativeResult:
                 end = newline
             while end > pos and content[end - 1].isspace():
                 end -= 1
-            if end > pos and _get(cite, "url"):
-                out.append(url_citation(_get(cite, "url"), _get(cite, "title", ""), pos, end))
+            if end > pos and field(cite, "url"):
+                out.append(url_citation(field(cite, "url"), field(cite, "title", ""), pos, end))
         return out
 
     def _from_links(self, content: str) -> list[dict[str, Any]]:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit
 
-from .citations import SourceRef, annotate
+from .citations import SourceRef, annotate, url_citation
 
 __all__ = [
-    "url_citation",
+    "field",
     "byte_to_char_offsets",
     "openai_annotations",
     "anthropic_annotations",
@@ -33,14 +32,8 @@ __all__ = [
 ]
 
 
-def url_citation(url: str, title: str, start: int, end: int) -> dict[str, Any]:
-    """One OpenAI annotation; the title falls back to the URL's host."""
-    return {"type": "url_citation",
-            "url_citation": {"url": url, "title": title or urlsplit(url).netloc or url,
-                             "start_index": start, "end_index": end}}
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
+def field(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` for dicts, ``obj.key`` for objects: litellm hands back both."""
     if isinstance(obj, Mapping):
         return obj.get(key, default)
     return getattr(obj, key, default)
@@ -59,12 +52,12 @@ def openai_annotations(content: str, annotations: Iterable[Any]) -> list[dict[st
     """OpenAI's own annotations, kept when their offsets fit the content."""
     out = []
     for a in annotations or []:
-        cite = _get(a, "url_citation")
-        if _get(a, "type") != "url_citation" or cite is None:
+        cite = field(a, "url_citation")
+        if field(a, "type") != "url_citation" or cite is None:
             continue
-        span = _valid(content, _get(cite, "start_index"), _get(cite, "end_index"))
-        if span and _get(cite, "url"):
-            out.append(url_citation(_get(cite, "url"), _get(cite, "title", ""), *span))
+        span = _valid(content, field(cite, "start_index"), field(cite, "end_index"))
+        if span and field(cite, "url"):
+            out.append(url_citation(field(cite, "url"), field(cite, "title", ""), *span))
     return out
 
 
@@ -72,12 +65,12 @@ def xai_annotations(content: str, annotations: Iterable[Any]) -> list[dict[str, 
     """xAI's flat ``{type, url, title, start_index, end_index}`` annotations, nested."""
     out = []
     for a in annotations or []:
-        if _get(a, "url_citation") is not None:  # already nested
+        if field(a, "url_citation") is not None:  # already nested
             out.extend(openai_annotations(content, [a]))
             continue
-        span = _valid(content, _get(a, "start_index"), _get(a, "end_index"))
-        if span and _get(a, "url"):
-            out.append(url_citation(_get(a, "url"), _get(a, "title", ""), *span))
+        span = _valid(content, field(a, "start_index"), field(a, "end_index"))
+        if span and field(a, "url"):
+            out.append(url_citation(field(a, "url"), field(a, "title", ""), *span))
     return out
 
 
@@ -102,16 +95,16 @@ def gemini_annotations(content: str, metadata: Any) -> list[dict[str, Any]]:
     """
     if metadata is None:
         return []
-    chunks = _get(metadata, "groundingChunks") or _get(metadata, "grounding_chunks") or []
-    supports = _get(metadata, "groundingSupports") or _get(metadata, "grounding_supports") or []
+    chunks = field(metadata, "groundingChunks") or field(metadata, "grounding_chunks") or []
+    supports = field(metadata, "groundingSupports") or field(metadata, "grounding_supports") or []
     table = byte_to_char_offsets(content)
     raw = content.encode("utf-8")
     out = []
     for support in supports:
-        segment = _get(support, "segment") or {}
-        start_b = int(_get(segment, "startIndex", _get(segment, "start_index", 0)) or 0)
-        end_b = _get(segment, "endIndex", _get(segment, "end_index"))
-        text = _get(segment, "text") or ""
+        segment = field(support, "segment") or {}
+        start_b = int(field(segment, "startIndex", field(segment, "start_index", 0)) or 0)
+        end_b = field(segment, "endIndex", field(segment, "end_index"))
+        text = field(segment, "text") or ""
         span = None
         if end_b is not None and 0 <= start_b < int(end_b) <= len(raw):
             span = (table[start_b], table[int(end_b)])
@@ -121,13 +114,13 @@ def gemini_annotations(content: str, metadata: Any) -> list[dict[str, Any]]:
             span = locate(content, text)
         if not span or span[0] >= span[1]:
             continue
-        for idx in _get(support, "groundingChunkIndices") or _get(support, "grounding_chunk_indices") or []:
+        for idx in field(support, "groundingChunkIndices") or field(support, "grounding_chunk_indices") or []:
             if not 0 <= int(idx) < len(chunks):
                 continue
-            web = _get(chunks[int(idx)], "web") or {}
-            uri = _get(web, "uri")
+            web = field(chunks[int(idx)], "web") or {}
+            uri = field(web, "uri")
             if uri:
-                out.append(url_citation(uri, _get(web, "title", ""), *span))
+                out.append(url_citation(uri, field(web, "title", ""), *span))
     return out
 
 
@@ -166,20 +159,20 @@ def anthropic_annotations(content: str, citations: Iterable[Any]) -> list[dict[s
     for c in citations or []:
         items = c if isinstance(c, list) else [c]
         for cite in items:
-            url = _get(cite, "url")
+            url = field(cite, "url")
             if not url:
                 continue
-            block = _get(cite, "supported_text") or _get(cite, "block_text") or ""
-            span = locate(content, block, cursor) or locate(content, _get(cite, "cited_text") or "", cursor)
+            block = field(cite, "supported_text") or field(cite, "block_text") or ""
+            span = locate(content, block, cursor) or locate(content, field(cite, "cited_text") or "", cursor)
             if span:
                 cursor = span[0]
-                out.append(url_citation(url, _get(cite, "title", ""), *span))
+                out.append(url_citation(url, field(cite, "title", ""), *span))
     return out
 
 
 def perplexity_annotations(content: str, citations: Sequence[str] | None,
                            search_results: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """Perplexity's ``[n]`` markers against its ``citations`` list (1-based)."""
-    titles = {_get(r, "url"): _get(r, "title", "") for r in search_results or []}
+    titles = {field(r, "url"): field(r, "title", "") for r in search_results or []}
     refs = [SourceRef(i + 1, url, titles.get(url) or "") for i, url in enumerate(citations or []) if url]
     return annotate(content, refs, infer=False).annotations

@@ -24,6 +24,11 @@ class ModelProfile:
     #: The context window, when known (the local model's as served).
     context_tokens: int | None = None
 
+    @property
+    def forces_search(self) -> bool:
+        """Search turns must call a tool (``tool_choice="required"``)."""
+        return self.search_tool_choice == "required"
+
 
 DEFAULT_PROFILE = ModelProfile()
 
