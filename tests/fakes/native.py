@@ -631,14 +631,18 @@ class _OpenAIWriter(_Writer):
     def events(self) -> Iterator[bytes]:
         include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
 
+        head: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": None,
+        }
+
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload: dict[str, Any] = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "service_tier": "default",
-                "system_fingerprint": None,
+                **head,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             }
             if include_usage:
@@ -653,16 +657,7 @@ class _OpenAIWriter(_Writer):
             yield chunk({"annotations": annotations})
         yield chunk({}, "stop")
         if include_usage:
-            last = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "service_tier": "default",
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": self.usage(),
-            }
+            last = {**head, "choices": [], "usage": self.usage()}
             yield b"data: " + json.dumps(last).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
