@@ -34,12 +34,17 @@ BOMB = gzip.compress(b"\0" * 20_000_000, compresslevel=9)  # ~20 KB that inflate
 
 
 class _State:
-    """What the server saw: hits per path, and how many requests ran at once."""
+    """What the server saw: hits per path, and how many requests ran at once.
+
+    In-flight requests are counted per generation (``reset`` starts a new one),
+    so a request left over from an earlier test (a slow page whose client gave
+    up) cannot skew this test's count."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
-        self.in_flight = 0
+        self.generation = 0
+        self.in_flight: Counter[int] = Counter()
         self.max_in_flight = 0
         self.headers: dict[str, dict[str, str]] = {}
         self.barrier = threading.Barrier(1)
@@ -47,7 +52,8 @@ class _State:
     def reset(self) -> None:
         with self.lock:
             self.hits.clear()
-            self.in_flight = self.max_in_flight = 0
+            self.generation += 1
+            self.max_in_flight = 0
             self.headers.clear()
 
 
@@ -77,15 +83,16 @@ class Handler(BaseHTTPRequestHandler):
             STATE.hits[path] += 1
             hits = STATE.hits[path]
             STATE.headers[path] = dict(self.headers.items())
-            STATE.in_flight += 1
-            STATE.max_in_flight = max(STATE.max_in_flight, STATE.in_flight)
+            generation = STATE.generation
+            STATE.in_flight[generation] += 1
+            STATE.max_in_flight = max(STATE.max_in_flight, STATE.in_flight[generation])
         try:
             self.route(path, query, hits)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, as the test meant it to
         finally:
             with STATE.lock:
-                STATE.in_flight -= 1
+                STATE.in_flight[generation] -= 1
 
     def route(self, path: str, query: dict[str, str], hits: int) -> None:
         html = {"Content-Type": "text/html; charset=utf-8"}
