@@ -83,7 +83,10 @@ _TERMINAL_RE = re.compile(r"[.!?]+[\"'”’)»]*(?=\s)|[。！？]+[”’」�
 _NEXT_CHAR_RE = re.compile(r"\s*(\S)")
 _LINE_PREFIX_RE = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)]|#{1,6}|>)[ \t]+)*")
 _ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st vs cf al fig approx e.g i.e".split())
-_CLOSERS = frozenset(" \t.!?。！？\"'”’)」』）»")
+# Walked back over from a citation to find the claim it ends: spaces, sentence
+# ends, closing quotes and brackets, and an opening bracket that wraps the
+# citation itself ("France. ([a](url))").
+_CLOSERS = frozenset(" \t.!?。！？\"'”’)」』）»(（")
 _WORD_RE = re.compile(r"\w+")
 _STOP_WORDS = frozenset(
     "the and for are but not you all any can had her was one our out has him his how its may new"

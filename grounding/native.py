@@ -14,8 +14,8 @@ from typing import Any
 
 from .citations import SourceRef, annotate, url_citation
 from .errors import InvalidRequestError
-from .native_citations import (anthropic_annotations, field, gemini_annotations, openai_annotations,
-                               perplexity_annotations, xai_annotations)
+from .native_citations import (anthropic_annotations, field, gemini_annotations, groq_annotations, groq_queries,
+                               openai_annotations, perplexity_annotations, xai_annotations)
 
 __all__ = ["NATIVE_PROVIDERS", "provider_of", "supports_native_search", "check_native", "NativeResult"]
 
@@ -41,13 +41,31 @@ def provider_of(model: str) -> str:
 def supports_native_search(model: str) -> bool:
     """Whether ``model`` can search by itself through ``web_search_options``.
 
-    OpenAI: only its search models (``*search*``); Anthropic, Gemini/Vertex,
-    Groq, xAI and Perplexity: their chat models.
+    OpenAI: only its search models (``*search*``). Groq: what litellm maps,
+    its compound systems (``groq/compound``, ``groq/compound-mini``: they
+    always search) and the models it gives the ``browser_search`` tool
+    (``openai/gpt-oss-20b``, ``-120b``, ``-safeguard-20b``); litellm refuses
+    the rest. Vertex AI: its Gemini models (``googleSearch``). Anthropic,
+    Gemini, xAI and Perplexity: their chat models.
     """
     provider = provider_of(model)
     if provider == "openai":  # gpt-4o-search-preview, gpt-4o-mini-search-preview, gpt-5-search-api
         return _OPENAI_SEARCH_MODEL.search(model.lower()) is not None
+    if provider == "groq":
+        return _litellm_maps_web_search(model.split("/", 1)[1] if model.lower().startswith("groq/") else model)
+    if provider == "vertex_ai":  # Claude or Llama on Vertex would answer in another shape
+        return "gemini" in model.lower()
     return provider in NATIVE_PROVIDERS
+
+
+def _litellm_maps_web_search(groq_model: str) -> bool:
+    from .llm import litellm
+
+    try:
+        params = litellm().get_supported_openai_params(model=groq_model, custom_llm_provider="groq")
+    except Exception:
+        return False
+    return "web_search_options" in (params or [])
 
 
 def check_native(model: str) -> None:
@@ -62,6 +80,9 @@ def check_native(model: str) -> None:
 
 
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
+# Groq's executed tools that are web searches (gpt-oss: browser.search; compound: search).
+# litellm counts only browser.search into usage.server_tool_use.
+_GROQ_SEARCHES = frozenset({"search", "web_search", "browser.search", "browser_search"})
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 
 
@@ -76,6 +97,7 @@ class NativeResult:
         self.gemini_metadata: Any = None
         self.citations: list[str] = []         # perplexity
         self.search_results: list[Any] = []    # perplexity
+        self.groq_tools: dict[Any, Any] = {}   # groq: executed tools by index
         self.queries: list[str] = []
         self.web_search_requests = 0
 
@@ -91,6 +113,7 @@ class NativeResult:
         self._gemini(grounding[0] if isinstance(grounding, list) and grounding else grounding)
         self.citations = list(getattr(response, "citations", None) or self.citations)
         self.search_results = list(getattr(response, "search_results", None) or self.search_results)
+        self._groq(getattr(message, "executed_tools", None) or fields.get("executed_tools"))
         self._usage(getattr(response, "usage", None))
 
     def on_chunk(self, chunk: Any, position: int) -> None:
@@ -102,6 +125,8 @@ class NativeResult:
             if fields.get("citation"):
                 self.anthropic_stream.append((position, fields["citation"]))
             self._calls(fields.get("web_search_calls"))
+            # litellm 1.104.5 drops Groq's streamed executed_tools; read them if a later one keeps them
+            self._groq(getattr(delta, "executed_tools", None) or fields.get("executed_tools"))
         grounding = getattr(chunk, "vertex_ai_grounding_metadata", None)
         for item in grounding if isinstance(grounding, list) else [grounding]:
             self._gemini(item)
@@ -115,6 +140,20 @@ class NativeResult:
             for q in field(metadata, "webSearchQueries") or []:
                 if q not in self.queries:
                     self.queries.append(q)
+
+    def _groq(self, tools: Any) -> None:
+        """Groq's ``executed_tools``; streamed, a tool comes again once it has its results."""
+        for pos, tool in enumerate(tools or []):
+            key = field(tool, "index", pos)
+            old = self.groq_tools.get(key)
+            if old is None or field(tool, "output") is not None or field(tool, "search_results") is not None:
+                self.groq_tools[key] = tool
+        for q in groq_queries(self.groq_tools.values()):
+            if q not in self.queries:
+                self.queries.append(q)
+        searches = sum(str(field(t, "name") or field(t, "type") or "") in _GROQ_SEARCHES
+                       for t in self.groq_tools.values())
+        self.web_search_requests = max(self.web_search_requests, searches)
 
     def _calls(self, calls: Any) -> None:
         for call in (calls.values() if isinstance(calls, dict) else calls or []):
@@ -148,6 +187,8 @@ class NativeResult:
             found = perplexity_annotations(content, self.citations, self.search_results)
         elif p == "xai":
             found = xai_annotations(content, self.annotations)
+        elif p == "groq" and self.groq_tools:
+            found = groq_annotations(content, list(self.groq_tools.values()))
         else:
             found = openai_annotations(content, self.annotations)
         if not found:  # streamed xAI and the like: the links are still in the text

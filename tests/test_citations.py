@@ -351,3 +351,12 @@ def test_sentence_end_words_that_are_not_abbreviations():
 def test_windows_newlines():
     content = "Intro line\r\n- Paris is the capital [1]\r\n"
     assert cites(content) == [("Paris is the capital [1]", 1)]
+
+
+def test_parenthesized_link_after_the_period_cites_its_own_sentence():
+    """gpt-oss (Groq) writes ``Claim. ([site](url))``: each span is its own sentence."""
+    text = "Paris is in France. ([a](https://a.example/1)) Tokyo is in Japan. ([b](https://b.example/2))"
+    refs = [SourceRef(1, "https://a.example/1", "a", ""), SourceRef(2, "https://b.example/2", "b", "")]
+    found = annotate(text, refs, infer=False).annotations
+    spans = [text[a["url_citation"]["start_index"]:a["url_citation"]["end_index"]] for a in found]
+    assert spans == ["Paris is in France. ([a](https://a.example/1)", "Tokyo is in Japan. ([b](https://b.example/2)"]

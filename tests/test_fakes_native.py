@@ -24,8 +24,30 @@ What litellm SENDS
   ``{api_base}/chat/completions`` (no ``stream_options`` when streaming).
 - xai: rerouted to ``POST {api_base}/responses`` with ``tools: [{"type":
   "web_search"}]`` (``search_context_size`` and ``user_location`` dropped).
+- groq (``groq/openai/gpt-oss-120b``): ``POST {api_base}/chat/completions`` (default
+  api_base ``https://api.groq.com/openai/v1``) with ``tools: [{"type": "browser_search"}]``
+  and no ``web_search_options`` (every option dropped). Compound systems
+  (``groq/groq/compound``, sent as ``model: "groq/compound"``; ``groq/compound``
+  is sent as ``compound``) get neither: they always search. Any other model
+  (``groq/llama-3.3-70b-versatile``) raises ``litellm.UnsupportedParamsError``
+  before any request.
+- vertex_ai (``vertex_ai/gemini-2.5-flash``): first google-auth's service-account
+  flow: ``POST {token_uri}`` (form: ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``,
+  ``assertion`` = an RS256 JWT, ``kid`` = ``private_key_id``, ``iss`` = ``client_email``,
+  ``aud`` = ``https://oauth2.googleapis.com/token`` whatever ``token_uri`` says,
+  ``scope`` = cloud-platform); the token is cached (one grant for many calls).
+  Then Gemini's body (``tools: [{"googleSearch": {}}]``) to
+  ``{api_base}/v1/projects/{project}/locations/{location}/publishers/google/models/{m}:generateContent``
+  (an ``api_base`` with an empty path gets Vertex's whole path grafted on;
+  ``:streamGenerateContent?alt=sse`` when streaming) with ``Authorization: Bearer
+  <token>``; ``api_key`` is ignored. Credentials, project and location come from
+  ``vertex_credentials`` / ``vertex_project`` / ``vertex_location`` or
+  ``VERTEXAI_CREDENTIALS`` (the key file's JSON or its path), ``VERTEXAI_PROJECT``,
+  ``VERTEXAI_LOCATION``; ``VERTEXAI_API_BASE`` sets the base. Needs ``google-auth``
+  (and ``cryptography`` to sign), which litellm does not install.
 - Env alone works: ``OPENAI_BASE_URL``, ``ANTHROPIC_API_BASE``, ``GEMINI_API_BASE``,
-  ``PERPLEXITY_API_BASE``, ``XAI_API_BASE`` (+ keys) reach the fake without ``api_base``.
+  ``PERPLEXITY_API_BASE``, ``XAI_API_BASE``, ``GROQ_API_BASE``, ``VERTEXAI_*`` (+ keys)
+  reach the fake without ``api_base``.
 
 What litellm RETURNS
 --------------------
@@ -103,16 +125,40 @@ xai, streaming: annotations LOST (no chunk carries them; not on the built
   message); content intact (the links stay in the text); usage without
   ``server_side_tool_usage_details``.
 
+groq, non-streaming: ``message.executed_tools`` kept as an attribute (a list of
+  dicts as Groq sent them: ``{index, type: "browser.search", arguments: '{"query": ...}',
+  output, search_results: {results: [{title, url, content, score}]}}``), and
+  ``message.reasoning`` (NOT ``reasoning_content``); nothing in
+  ``provider_specific_fields``; no annotations. Content keeps gpt-oss's
+  ``【cursor†Lx-Ly】`` markers. ``usage.server_tool_use.web_search_requests`` counts
+  the ``browser.search`` (or ``browser_search``) executions (``browser_open_requests``
+  the ``browser.open`` ones); compound's ``type: "search"`` executions are NOT
+  counted (no ``server_tool_use``). ``response.model`` is Groq's
+  ``openai/gpt-oss-120b``, so ``litellm.completion_cost(completion_response=r)``
+  alone fails (it looks the model up as OpenAI's); priced as groq (the call's
+  ``_hidden_params["litellm_model_name"]``) it includes $0.005 per search.
+groq, streaming: ``executed_tools`` LOST (Groq streams them in ``delta.executed_tools``;
+  litellm's stream wrapper drops the field), so the markers in the text cannot be
+  resolved and the search count is gone from usage (its cost: tokens only);
+  ``delta.reasoning`` becomes ``delta.reasoning_content``; content intact.
+
+vertex_ai: exactly gemini's shapes (annotations with byte offsets and the same
+  drops, ``vertex_ai_grounding_metadata``, ``prompt_tokens_details.web_search_requests``),
+  priced with the $0.035 per grounded request of litellm's ``gemini-2.5-flash``.
+
 Without ``web_search_options`` the fake answers plain text: anthropic gets no
 tools, returns no tool call, no citations and no ``usage.server_tool_use``
 attribute; gemini gets no tools and returns no metadata; xai stays on
-``/v1/chat/completions`` (no Responses API).
+``/v1/chat/completions`` (no Responses API); groq gets no tools and returns no
+executed tools.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -585,3 +631,172 @@ def test_xai_without_search(fake_native: FakeNative) -> None:
     assert fake_native.requests_for("xai") == []  # without web_search_options xAI stays on chat completions
     assert fake_native.requests[-1].path == "/v1/chat/completions"
     assert r.choices[0].message.content == fake_native.scenario.text and not annotations(r.choices[0].message)
+
+
+# -- groq -------------------------------------------------------------------------------------
+
+
+def token_cost(info: dict[str, Any], usage: Any) -> float:
+    """Tokens at the prices of litellm's cost-map entry ``info``."""
+    return usage.prompt_tokens * info["input_cost_per_token"] + usage.completion_tokens * info["output_cost_per_token"]
+
+
+def groq_tool(fake: FakeNative, kind: str = "browser.search") -> dict[str, Any]:
+    """The executed tool the fake's Groq reports for the current scenario."""
+    sc = fake.scenario
+    results = [{"title": s.title, "url": s.url, "content": s.snippet, "score": round(0.9 - 0.1 * i, 4)}
+               for i, s in enumerate(sc.sources)]
+    return {"index": 0, "type": kind, "arguments": json.dumps({"query": sc.query}, ensure_ascii=False),
+            "output": fake.groq_page(), "search_results": {"results": results}}
+
+
+def test_groq_page_and_markers_agree() -> None:
+    sc = DEFAULT_SCENARIO
+    page, lines = sc.groq_page()
+    numbered = dict(line.split(": ", 1) if ": " in line else (line.rstrip(":"), "") for line in
+                    page.split("\n") if line.startswith("L"))
+    for i, (link, snippet) in lines.items():
+        assert numbered[f"L{link}"] == f"  * 【{i}†{sc.sources[i].title}†{sc.sources[i].domain}】"
+        assert numbered[f"L{snippet}"] == sc.sources[i].snippet
+    lay = sc.layout("groq")
+    assert [m.text for m in lay.markers] == ["【0†L2-L3】", "【0†L5-L6】", "【0†L8-L9】", "【0†L3】"]
+    assert sc.layout("groq", groq_style="none").content == sc.text
+    links = sc.layout("groq", groq_style="links").markers
+    assert links[0].text == f"([cafe-histoire.example]({sc.sources[0].url}))"
+
+
+def test_groq(fake_native: FakeNative) -> None:
+    lay = fake_native.layout("groq")
+    r = complete(fake_native, "groq", web_search_options=HIGH_IN_FRANCE)
+    request = fake_native.requests_for("groq")[-1]
+    assert request.path == "/openai/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer fake-key"
+    assert request.json["tools"] == [{"type": "browser_search"}] and "web_search_options" not in request.json
+    assert request.json["model"] == "openai/gpt-oss-120b"
+    message = r.choices[0].message
+    assert message.content == lay.content and "【0†L8-L9】【0†L3】" in message.content
+    assert message.executed_tools == [groq_tool(fake_native)]  # plain dicts, as Groq sent them
+    assert message.reasoning and getattr(message, "reasoning_content", None) is None
+    assert not message.provider_specific_fields and annotations(message) is None
+    assert r.usage.server_tool_use.web_search_requests == 1
+    assert r.model == "openai/gpt-oss-120b" and r._hidden_params["litellm_model_name"] == MODELS["groq"]
+    with pytest.raises(Exception, match="isn't mapped"):  # looked up as an OpenAI model
+        litellm.completion_cost(completion_response=r)
+    info = litellm.model_cost[MODELS["groq"]]
+    tokens = token_cost(info, r.usage)
+    fee = info["search_context_cost_per_query"]["search_context_size_medium"]
+    cost = litellm.completion_cost(completion_response=r, custom_llm_provider="groq")
+    assert cost == pytest.approx(tokens + fee) and fee > 0
+
+
+def test_groq_stream(fake_native: FakeNative) -> None:
+    lay = fake_native.layout("groq")
+    chunks = stream(fake_native, "groq")
+    assert body(fake_native, "groq")["tools"] == [{"type": "browser_search"}]
+    assert text_of(chunks) == lay.content
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any(getattr(d, "executed_tools", None) or (d.provider_specific_fields or {}) for d in deltas)
+    assert "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens and getattr(usage, "server_tool_use", None) is None
+    final = built(chunks)
+    assert getattr(final.choices[0].message, "executed_tools", None) is None
+    info = litellm.model_cost[MODELS["groq"]]
+    tokens = token_cost(info, usage)
+    assert litellm.completion_cost(completion_response=final, model=MODELS["groq"]) == pytest.approx(tokens)
+
+
+def test_groq_compound(fake_native: FakeNative) -> None:
+    fake_native.groq_citations = "links"
+    r = run(litellm.acompletion(model="groq/groq/compound", messages=MESSAGES, web_search_options=LOW,
+                                api_base=fake_native.api_base("groq"), api_key="k"))
+    sent = body(fake_native, "groq")
+    assert sent["model"] == "groq/compound" and "tools" not in sent and "web_search_options" not in sent
+    message = r.choices[0].message
+    assert message.content == fake_native.layout("groq").content
+    [tool] = message.executed_tools
+    assert tool["type"] == "search" and tool["search_results"] == groq_tool(fake_native)["search_results"]
+    assert getattr(r.usage, "server_tool_use", None) is None  # litellm counts browser.search only
+    run(litellm.acompletion(model="groq/compound-mini", messages=MESSAGES, web_search_options=LOW,
+                            api_base=fake_native.api_base("groq"), api_key="k"))
+    assert body(fake_native, "groq")["model"] == "compound-mini" and "tools" not in body(fake_native, "groq")
+
+
+def test_groq_model_without_search_is_refused(fake_native: FakeNative) -> None:
+    with pytest.raises(litellm.UnsupportedParamsError, match="web_search_options"):
+        run(litellm.acompletion(model="groq/llama-3.3-70b-versatile", messages=MESSAGES, web_search_options=LOW,
+                                api_base=fake_native.api_base("groq"), api_key="k"))
+    assert not fake_native.requests
+
+
+def test_groq_without_search(fake_native: FakeNative) -> None:
+    r = complete(fake_native, "groq", web_search_options=None)
+    assert "tools" not in body(fake_native, "groq")
+    message = r.choices[0].message
+    assert message.content == fake_native.scenario.text and getattr(message, "executed_tools", None) is None
+    assert getattr(r.usage, "server_tool_use", None) is None
+
+
+# -- vertex_ai --------------------------------------------------------------------------------
+
+
+def jwt_claims(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    head, claims, _ = (base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in assertion.split("."))
+    return json.loads(head), json.loads(claims)
+
+
+def test_vertex(fake_native: FakeNative) -> None:
+    sc = fake_native.scenario
+    # litellm caches a token per credentials: another client_id makes this call fetch its own
+    account = {**fake_native.service_account(), "client_id": str(uuid.uuid4().int)[:21]}
+    r = complete(fake_native, "vertex_ai", web_search_options=HIGH_IN_FRANCE, vertex_credentials=json.dumps(account))
+    complete(fake_native, "vertex_ai", web_search_options=LOW, vertex_credentials=json.dumps(account))
+    [grant] = [q for q in fake_native.requests if q.path == "/token"]  # one grant, then the cached token
+    assert grant.headers["content-type"] == "application/x-www-form-urlencoded"
+    form = dict(pair.split("=", 1) for pair in grant.body.decode().split("&"))
+    assert form["grant_type"] == "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+    head, claims = jwt_claims(form["assertion"])
+    assert head["alg"] == "RS256" and head["kid"] == account["private_key_id"]
+    assert claims["iss"] == account["client_email"] and claims["aud"] == "https://oauth2.googleapis.com/token"
+    assert claims["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+    request, again = fake_native.requests_for("vertex_ai")
+    assert again.headers["authorization"] == request.headers["authorization"]
+    assert request.path == ("/v1/projects/fake-project/locations/us-central1/publishers/google/models/"
+                            "gemini-2.5-flash:generateContent")
+    assert request.headers["authorization"].removeprefix("Bearer ") in fake_native.tokens_issued
+    assert request.json["tools"] == [{"googleSearch": {}}]
+    message = r.choices[0].message
+    assert message.content == sc.text and message.annotations == expected_gemini(fake_native)
+    [metadata] = r.vertex_ai_grounding_metadata
+    assert metadata["webSearchQueries"] == [sc.query] and len(metadata["groundingChunks"]) == 3
+    assert r.usage.prompt_tokens_details.web_search_requests == 1
+    info = litellm.model_cost["gemini-2.5-flash"]
+    assert info["litellm_provider"].startswith("vertex_ai")
+    tokens = token_cost(info, r.usage)
+    fee = info["search_context_cost_per_query"]["search_context_size_medium"]
+    assert litellm.completion_cost(completion_response=r) == pytest.approx(tokens + fee)
+
+
+def test_vertex_stream(fake_native: FakeNative) -> None:
+    chunks = stream(fake_native, "vertex_ai")
+    request = fake_native.requests_for("vertex_ai")[-1]
+    assert request.path.endswith("/models/gemini-2.5-flash:streamGenerateContent") and request.query == {"alt": "sse"}
+    assert text_of(chunks) == fake_native.scenario.text
+    annotated = [c for c in chunks if delta_annotations(c)]
+    assert len(annotated) == 1 and delta_annotations(annotated[0]) == expected_gemini(fake_native)
+    assert chunks[-1].usage.prompt_tokens_details.web_search_requests == 1
+
+
+def test_vertex_token_is_checked(fake_native: FakeNative) -> None:
+    url = fake_native.url
+    path = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+    post = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    fake_native.service_account()
+    with httpx.Client(timeout=10) as http:
+        r = http.post(url + path, json=post, headers={"Authorization": "Bearer ya29.made-up"})
+        assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+        forged = ".".join(base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=")
+                          for x in ({"alg": "RS256"}, {"iss": "x"})) + ".c2ln"
+        data = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": forged}
+        r = http.post(f"{url}/token", data=data)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

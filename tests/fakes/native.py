@@ -1,6 +1,6 @@
 """FakeNative: providers' OWN web search, in each provider's real wire format.
 
-One server answers five providers' native-search APIs, non-streaming and
+One server answers seven providers' native-search APIs, non-streaming and
 streaming, so litellm's real translation of ``web_search_options`` runs
 (provider: path the fake answers -> what litellm is given):
 
@@ -15,10 +15,24 @@ streaming, so litellm's real translation of ``web_search_options`` runs
   -> ``model="perplexity/<m>", api_base=url`` (or ``PERPLEXITY_API_BASE``); Bearer key;
 - ``xai`` (litellm reroutes ``web_search_options`` to the Responses API with a
   ``web_search`` tool): ``POST /v1/responses`` -> ``model="xai/<m>", api_base=f"{url}/v1"``
-  (or ``XAI_API_BASE``); Bearer key.
+  (or ``XAI_API_BASE``); Bearer key;
+- ``groq`` (gpt-oss with the ``browser_search`` tool, or a compound system, which
+  searches without one): ``POST /openai/v1/chat/completions`` ->
+  ``model="groq/<m>", api_base=f"{url}/openai/v1"`` (or ``GROQ_API_BASE``); Bearer key;
+- ``vertex_ai`` (Gemini on Vertex, tool ``googleSearch``): ``POST
+  /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`` (and
+  ``:streamGenerateContent?alt=sse``; ``/v1beta1/`` too) -> ``model="vertex_ai/<m>",
+  api_base=url``; a Bearer token that this fake issued at ``POST /token``, Google's
+  OAuth token endpoint: a JWT-bearer grant (``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``)
+  whose RS256 signature, ``kid``, ``iss``, ``aud`` (Google's token URL, as google-auth
+  addresses it), scope and lifetime are checked against :meth:`FakeNative.service_account`,
+  a service-account key file whose ``token_uri`` is this fake and whose RSA key
+  is made at run time (``cryptography``); litellm needs ``google-auth`` for it.
 
 :meth:`FakeNative.env` gives the API-base and dummy-key environment variables
-for all five; :meth:`FakeNative.api_base` the ``api_base`` for one.
+for all seven (``VERTEXAI_CREDENTIALS`` holds the key file's JSON,
+``VERTEXAI_PROJECT`` / ``VERTEXAI_LOCATION`` the fake's); :meth:`FakeNative.api_base`
+the ``api_base`` for one.
 
 What the model answers is a :class:`Scenario`: text segments, some cited to
 :class:`Source` s. The default one (:data:`DEFAULT_SCENARIO`) puts accents,
@@ -72,9 +86,36 @@ gives the exact content and the ground-truth spans, in characters):
   ``response.output_text.annotation.added`` (right after the delta that
   completes the link), ... ``response.completed`` (with the whole response).
 
+- ``groq``: Groq's chat completion with ``message.executed_tools`` (one search:
+  ``{index: 0, type: "browser.search" (compound: "search"), arguments: '{"query": ...}',
+  output, search_results: {results: [{title, url, content, score}]}}``, the shape of
+  Groq's SDK types) and ``message.reasoning``; ``usage`` with Groq's timings,
+  ``x_groq.id``, ``service_tier: "on_demand"``. gpt-oss cites as its browser tool
+  instructs (``【{cursor}†L{line}-L{line}】``, the cursor being the page's place in the
+  browsing session, i.e. the executed tool's ``index``): the ``output`` is the
+  search page rendered as gpt-oss's reference browser renders one (``[0] query``,
+  a scrollbar, ``L<n>: `` numbered lines, each result a ``【i†title†domain】`` link line
+  followed by its snippet line, see :meth:`Scenario.groq_page`), and each cited
+  segment is followed by one marker per source: the result's link and snippet
+  lines the first time, its snippet line alone after that. ``groq_citations``
+  switches to `` ([domain](url))`` links (the form gpt-oss's reference code rewrites
+  its markers to) or to no citations at all. Compound output lists the results
+  as ``Title: / URL: / Content: / Score:`` blocks. Streaming: ``delta.reasoning``
+  pieces, then ``delta.executed_tools`` twice (the tool as it starts, without
+  ``output``; then with its results), then the content, then a ``finish_reason``
+  chunk with ``x_groq.usage`` (and ``usage`` with ``include_usage``), ``[DONE]``.
+  Which of these Groq details are documented: the ``executed_tools`` fields and
+  ``delta.executed_tools`` (Groq's SDK types), the marker syntax (gpt-oss's browser
+  tool). Assumed: the exact page rendering in ``output`` and the two-step
+  streaming of a tool. Groq answers 400 to ``web_search_options`` (litellm never
+  sends it) and to ``browser_search`` on a model other than gpt-oss.
+- ``vertex_ai``: exactly ``gemini``'s bodies, plus ``createTime`` and
+  ``usageMetadata.trafficType``.
+
 Without the provider's search switched on (a model without ``search`` in its
 name on ``/v1/chat/completions``, no web search tool for Anthropic / Gemini /
-xAI, ``disable_search`` for Perplexity) the model answers the scenario's text
+Vertex / xAI, no ``browser_search`` for a Groq model that is not compound,
+``disable_search`` for Perplexity) the model answers the scenario's text
 with no markers, citations or search usage; ``/v1/chat/completions`` thus also
 serves plain OpenAI-compatible chat (e.g. xAI without ``web_search_options``).
 An OpenAI model without ``search`` in its name answers 400 to
@@ -82,8 +123,10 @@ An OpenAI model without ``search`` in its name answers 400 to
 (``.requests``; :meth:`FakeNative.requests_for`).
 
 Switches: ``fail[provider] = status`` answers that provider with its error body;
-``require_key`` (on by default) answers 401 without the provider's key header;
+``require_key`` (on by default) answers 401 without the provider's key header
+(for Vertex: without a token this fake issued);
 ``chunk_ms`` spaces streamed chunks; ``latency_ms`` delays answers.
+``groq_citations`` sets how Groq's model cites (``markers``, ``links``, ``none``).
 ``GET /grounding-api-redirect/<token>`` answers 302 to the source's URL, so
 setting ``redirect_base = f"{url}/grounding-api-redirect/"`` makes Gemini's
 redirect links resolvable locally.
@@ -100,7 +143,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.base import FakeServer, RecordedRequest, Response
 
@@ -118,10 +161,16 @@ __all__ = [
     "utf8_offset",
 ]
 
-PROVIDERS = ("openai", "anthropic", "gemini", "perplexity", "xai")
+PROVIDERS = ("openai", "anthropic", "gemini", "perplexity", "xai", "groq", "vertex_ai")
 """The providers whose native search the fake speaks."""
 
-Provider = Literal["openai", "anthropic", "gemini", "perplexity", "xai"]
+Provider = Literal["openai", "anthropic", "gemini", "perplexity", "xai", "groq", "vertex_ai"]
+
+GroqStyle = Literal["markers", "links", "none"]
+"""How the Groq fake's model cites: gpt-oss's ``【cursor†Lx-Ly】`` markers, markdown links, or not at all."""
+
+GROQ_COMPOUND_MODELS = frozenset({"compound", "compound-mini", "groq/compound", "groq/compound-mini"})
+"""Groq's compound systems (search on their own, no tool needed; litellm strips one ``groq/``)."""
 
 REDIRECT_BASE = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/"
 """Where Gemini's grounding links point (the real host; override per server with ``redirect_base``)."""
@@ -162,6 +211,8 @@ MODELS = {
     "gemini": "gemini/gemini-2.5-flash",
     "perplexity": "perplexity/sonar",
     "xai": "xai/grok-4-fast",
+    "groq": "groq/openai/gpt-oss-120b",
+    "vertex_ai": "vertex_ai/gemini-2.5-flash",
 }
 
 
@@ -257,12 +308,13 @@ class Scenario:
                     order.append(i)
         return tuple(order)
 
-    def layout(self, provider: str, *, searched: bool = True) -> Layout:
+    def layout(self, provider: str, *, searched: bool = True, groq_style: GroqStyle = "markers") -> Layout:
         """The content ``provider`` returns for this scenario, with claim and marker spans.
 
         ``searched=False``: the answer given without search (plain text, no spans).
+        ``groq_style``: how Groq's model cites (see :data:`GroqStyle`).
         """
-        if not searched:
+        if not searched or (provider == "groq" and groq_style == "none"):
             return Layout(self.text, (), ())
         numbers: dict[int, int] = {}
         if provider == "perplexity":
@@ -273,6 +325,8 @@ class Scenario:
         pos = 0
         claims: list[Span] = []
         markers: list[Span] = []
+        seen: set[int] = set()
+        lines = self.groq_page()[1]
         for seg in self.segments:
             start = pos
             out.append(seg.text)
@@ -280,7 +334,11 @@ class Scenario:
             for src in seg.sources:
                 claims.append(Span(start, pos, seg.text, src))
             for src in seg.sources:
-                marker = self._marker(provider, src, numbers)
+                if provider == "groq":
+                    marker = self._groq_marker(groq_style, src, first=src not in seen, lines=lines)
+                    seen.add(src)
+                else:
+                    marker = self._marker(provider, src, numbers)
                 if not marker:
                     continue
                 lead = len(marker) - len(marker.lstrip(" "))
@@ -298,6 +356,31 @@ class Scenario:
         if provider == "xai":
             return f"[[{numbers[src]}]]({source.url})"
         return ""
+
+    def _groq_marker(self, style: str, src: int, *, first: bool, lines: dict[int, tuple[int, int]]) -> str:
+        if style == "links":
+            return f" ([{self.sources[src].domain}]({self.sources[src].url}))"
+        link, snippet = lines[src]
+        # gpt-oss cites lines of the page at a cursor (the search page is cursor 0): the
+        # result's link and snippet lines the first time, its snippet line alone after that.
+        return f"【0†L{link}-L{snippet}】" if first else f"【0†L{snippet}】"
+
+    def groq_page(self) -> tuple[str, dict[int, tuple[int, int]]]:
+        """Groq's ``browser.search`` output for this scenario, and each source's (link, snippet) line.
+
+        Rendered as gpt-oss's reference browser tool renders a search page: a
+        ``[cursor]`` header, a scrollbar, then ``L<n>: `` numbered lines where each
+        result is a ``【i†title†domain】`` link (``i`` = its index in
+        ``search_results.results``) followed by its snippet.
+        """
+        body = ["# Search Results", ""]
+        lines: dict[int, tuple[int, int]] = {}
+        for i, source in enumerate(self.sources):
+            lines[i] = (len(body), len(body) + 1)
+            body += [f"  * 【{i}†{source.title}†{source.domain}】", source.snippet, ""]
+        last = len(body) - 1
+        numbered = "\n".join(f"L{n}: {line}" for n, line in enumerate(body))
+        return f"[0] {self.query}\n**viewing lines [0 - {last}] of {last}**\n\n{numbered}", lines
 
 
 def _utm(url: str) -> str:
@@ -363,7 +446,7 @@ def _error_body(provider: str, status: int, message: str) -> dict[str, Any]:
             "error": {"type": kind, "message": message},
             "request_id": f"req_{uuid.uuid4().hex[:24]}",
         }
-    if provider == "gemini":
+    if provider in ("gemini", "vertex_ai"):
         return {"error": {"code": status, "message": message, "status": google}}
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
@@ -400,6 +483,14 @@ class FakeNative(FakeServer):
         """Prefix of Gemini's grounding links."""
         self.gemini_metadata: Literal["last", "separate"] = "last"
         """Streaming: groundingMetadata on the last text chunk, or in a content-less final chunk."""
+        self.groq_citations: GroqStyle = "markers"
+        """How Groq's model cites its search results in the text."""
+        self.vertex_project = "fake-project"
+        self.vertex_location = "us-central1"
+        self.tokens_issued: list[str] = []
+        """Access tokens the fake OAuth endpoint gave out (Vertex accepts only these)."""
+        self._service_account: dict[str, Any] | None = None
+        self._public_key: Any = None
 
     # -- configuration -------------------------------------------------------------
 
@@ -411,6 +502,7 @@ class FakeNative(FakeServer):
         self.require_key = True
         self.redirect_base = REDIRECT_BASE
         self.gemini_metadata = "last"
+        self.groq_citations = "markers"
 
     def api_base(self, provider: str) -> str:
         """The ``api_base`` to give litellm for ``provider``."""
@@ -420,6 +512,8 @@ class FakeNative(FakeServer):
             "gemini": f"{self.url}/v1beta",
             "perplexity": self.url,
             "xai": f"{self.url}/v1",
+            "groq": f"{self.url}/openai/v1",
+            "vertex_ai": self.url,
         }[provider]
 
     def env(self) -> dict[str, str]:
@@ -436,7 +530,42 @@ class FakeNative(FakeServer):
             "PERPLEXITYAI_API_KEY": "pplx-fake-native",
             "XAI_API_BASE": self.api_base("xai"),
             "XAI_API_KEY": "xai-fake-native",
+            "GROQ_API_BASE": self.api_base("groq"),
+            "GROQ_API_KEY": "gsk_fake_native",
+            "VERTEXAI_API_BASE": self.api_base("vertex_ai"),
+            "VERTEXAI_PROJECT": self.vertex_project,
+            "VERTEXAI_LOCATION": self.vertex_location,
+            "VERTEXAI_CREDENTIALS": json.dumps(self.service_account()),
         }
+
+    def service_account(self) -> dict[str, Any]:
+        """A Google service-account key file (as a dict) whose ``token_uri`` is this fake.
+
+        Its RSA key is made when first asked for (never stored on disk), so
+        google-auth signs real JWTs that the fake's ``POST /token`` verifies.
+        """
+        if self._service_account is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode()
+            self._public_key = key.public_key()
+            self._service_account = {
+                "type": "service_account",
+                "project_id": self.vertex_project,
+                "private_key_id": _opaque("kid", length=40),
+                "private_key": pem,
+                "client_email": f"grounding-tests@{self.vertex_project}.iam.gserviceaccount.com",
+                "client_id": "100000000000000000001",
+                "auth_uri": f"{self.url}/o/oauth2/auth",
+                "token_uri": f"{self.url}/token",
+                "auth_provider_x509_cert_url": f"{self.url}/oauth2/v1/certs",
+                "universe_domain": "googleapis.com",
+            }
+        return {**self._service_account, "token_uri": f"{self.url}/token"}
 
     def requests_for(self, provider: str) -> list[RecordedRequest]:
         """The recorded requests that reached ``provider``'s endpoint."""
@@ -445,7 +574,11 @@ class FakeNative(FakeServer):
 
     def layout(self, provider: str, *, searched: bool = True) -> Layout:
         """The current scenario as ``provider``'s content, with ground-truth spans."""
-        return self.scenario.layout(provider, searched=searched)
+        return self.scenario.layout(provider, searched=searched, groq_style=self.groq_citations)
+
+    def groq_page(self) -> str:
+        """The current scenario's ``browser.search`` output (see :meth:`Scenario.groq_page`)."""
+        return self.scenario.groq_page()[0]
 
     def source_for_url(self, url: str) -> int | None:
         """Index of the source whose URL (or OpenAI's utm-tagged URL, or Gemini's redirect) is ``url``."""
@@ -460,6 +593,9 @@ class FakeNative(FakeServer):
         if request.method == "GET" and request.path.startswith("/grounding-api-redirect/"):
             self._redirect(request.path.rsplit("/", 1)[-1], response)
             return
+        if request.method == "POST" and request.path == "/token":
+            self._token(request, response)
+            return
         provider = _route(request.path) if request.method == "POST" else None
         if provider is None:
             message = f"Unknown request URL: {request.method} {request.path}"
@@ -470,7 +606,7 @@ class FakeNative(FakeServer):
             if provider in self.fail:
                 status = self.fail[provider]
                 raise _Rejected(status, f"Forced failure ({status}) of the fake {provider} API.")
-            if self.require_key and not _has_key(provider, request):
+            if self.require_key and not _has_key(provider, request, self.tokens_issued):
                 raise _Rejected(401, f"Missing API key for the fake {provider} API.")
             if body is None:
                 raise _Rejected(400, "The request body is not valid JSON.")
@@ -489,6 +625,49 @@ class FakeNative(FakeServer):
                 time.sleep(self.chunk_ms / 1000)
         response.end()
 
+    def _token(self, request: RecordedRequest, response: Response) -> None:
+        """Google's OAuth token endpoint: a JWT-bearer grant signed with the service account's key."""
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
+        problem = None
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            problem = "unsupported_grant_type"
+        else:
+            problem = self._check_assertion(form.get("assertion", ""))
+        if problem:
+            response.json(400, {"error": "invalid_grant", "error_description": problem})
+            return
+        token = f"ya29.fake-{uuid.uuid4().hex}"
+        with self._lock:
+            self.tokens_issued.append(token)
+        response.json(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+    def _check_assertion(self, assertion: str) -> str | None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        if self._public_key is None or self._service_account is None:
+            return "no service account was issued by this fake"
+        try:
+            head_b64, claims_b64, sig_b64 = assertion.split(".")
+            header, claims = json.loads(_b64url(head_b64)), json.loads(_b64url(claims_b64))
+            self._public_key.verify(
+                _b64url(sig_b64), f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return "Invalid JWT Signature."
+        now = time.time()
+        if header.get("alg") != "RS256" or header.get("kid") != self._service_account["private_key_id"]:
+            return "Invalid JWT header."
+        # google-auth addresses the grant to Google's token endpoint whatever token_uri says
+        if claims.get("iss") != self._service_account["client_email"] or claims.get("aud") != _GOOGLE_TOKEN_AUD:
+            return "Invalid JWT: iss or aud."
+        if "https://www.googleapis.com/auth/cloud-platform" not in str(claims.get("scope", "")).split():
+            return "Invalid JWT: scope."
+        if not claims.get("iat", now + 1) <= now + 60 < claims.get("exp", 0) + 60:
+            return "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe."
+        return None
+
     def _redirect(self, token: str, response: Response) -> None:
         for src in self.scenario.sources:
             if src.redirect_token == token:
@@ -498,6 +677,17 @@ class FakeNative(FakeServer):
 
 
 _GEMINI_PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_VERTEX_PATH = re.compile(
+    r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+)"
+    r":(generateContent|streamGenerateContent)$"
+)
+
+
+_GOOGLE_TOKEN_AUD = "https://oauth2.googleapis.com/token"
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _route(path: str) -> str | None:
@@ -511,16 +701,22 @@ def _route(path: str) -> str | None:
         return "perplexity"
     if path == "/v1/responses":
         return "xai"
+    if path == "/openai/v1/chat/completions":
+        return "groq"
+    if _VERTEX_PATH.match(path):
+        return "vertex_ai"
     return None
 
 
-def _has_key(provider: str, request: RecordedRequest) -> bool:
+def _has_key(provider: str, request: RecordedRequest, tokens: list[str]) -> bool:
     headers = request.headers
     if provider == "anthropic":
         return bool(headers.get("x-api-key"))
     if provider == "gemini":
         return bool(headers.get("x-goog-api-key") or request.query.get("key"))
     auth = headers.get("authorization", "")
+    if provider == "vertex_ai":  # only a token this fake's OAuth endpoint issued
+        return auth.removeprefix("Bearer ") in tokens
     return auth.startswith("Bearer ") and len(auth) > len("Bearer ")
 
 
@@ -543,7 +739,7 @@ class _Writer:
         self.model = str(body.get("model") or "")
         self.stream = bool(body.get("stream"))
         self.searched = self.wants_search()
-        self.layout = self.scenario.layout(self.provider, searched=self.searched)
+        self.layout = fake.layout(self.provider, searched=self.searched)
         self.created = int(time.time())
         self.input_tokens = _tokens(body.get("messages") or body.get("contents") or body.get("input") or "")
         self.output_tokens = _tokens(self.layout.content)
@@ -819,9 +1015,10 @@ class _GeminiWriter(_Writer):
     """generateContent / streamGenerateContent with the ``googleSearch`` tool."""
 
     provider = "gemini"
+    path = _GEMINI_PATH
 
     def __init__(self, fake: FakeNative, request: RecordedRequest, body: dict[str, Any]) -> None:
-        match = _GEMINI_PATH.match(request.path)
+        match = self.path.match(request.path)
         assert match is not None
         body = {**body, "model": match.group(1), "stream": match.group(2) == "streamGenerateContent"}
         if body["stream"] and request.query.get("alt") != "sse":
@@ -928,6 +1125,21 @@ class _GeminiWriter(_Writer):
             if self.searched:
                 candidate["groundingMetadata"] = self.grounding()
             yield _sse(self._response(candidate, final=True))
+
+
+class _VertexWriter(_GeminiWriter):
+    """Vertex AI's generateContent: Gemini's body and metadata, under a project/location path,
+    authorized by a Bearer token from the fake's OAuth endpoint; Vertex adds ``createTime``
+    and ``usageMetadata.trafficType``."""
+
+    provider = "vertex_ai"
+    path = _VERTEX_PATH
+
+    def _response(self, candidate: dict[str, Any], *, final: bool) -> dict[str, Any]:
+        response = super()._response(candidate, final=final)
+        response["usageMetadata"]["trafficType"] = "ON_DEMAND"
+        response["createTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(self.created))
+        return response
 
 
 def _segment_starts(scenario: Scenario) -> Iterator[tuple[int, Segment]]:
@@ -1183,10 +1395,133 @@ class _XAIWriter(_Writer):
         yield e("response.completed", response=self._response(True))
 
 
+class _GroqWriter(_Writer):
+    """Groq chat completions: gpt-oss with the ``browser_search`` tool, or a compound system."""
+
+    provider = "groq"
+
+    def __init__(self, fake: FakeNative, request: RecordedRequest, body: dict[str, Any]) -> None:
+        if "web_search_options" in body:  # Groq validates its request schema strictly
+            raise _Rejected(400, "'web_search_options' : property 'web_search_options' is unsupported")
+        super().__init__(fake, request, body)
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise _Rejected(400, "'messages' : minimum number of items is 1")
+        self.compound = self.model in GROQ_COMPOUND_MODELS
+        self.id = f"chatcmpl-{uuid.uuid4()}"
+        self.request_id = f"req_{uuid.uuid4().hex[:26]}"
+
+    def wants_search(self) -> bool:
+        tools = self.body.get("tools") or []
+        browser = any(isinstance(t, dict) and t.get("type") == "browser_search" for t in tools)
+        if browser and not self.model.startswith("openai/gpt-oss"):
+            raise _Rejected(400, f"`browser_search` is not supported with model `{self.model}`")
+        return browser or self.model in GROQ_COMPOUND_MODELS
+
+    def _tool_type(self) -> str:
+        return "search" if self.compound else "browser.search"
+
+    def _output(self) -> str:
+        if not self.compound:
+            return self.fake.groq_page()
+        return "\n\n".join(
+            f"Title: {s.title}\nURL: {s.url}\nContent: {s.snippet}\nScore: {0.9 - 0.1 * i:.4f}"
+            for i, s in enumerate(self.scenario.sources)
+        )
+
+    def executed_tool(self, done: bool = True) -> dict[str, Any]:
+        tool: dict[str, Any] = {
+            "index": 0,
+            "type": self._tool_type(),
+            "arguments": json.dumps({"query": self.scenario.query}, ensure_ascii=False),
+        }
+        if done:
+            tool["output"] = self._output()
+            tool["search_results"] = {
+                "results": [
+                    {"title": s.title, "url": s.url, "content": s.snippet, "score": round(0.9 - 0.1 * i, 4)}
+                    for i, s in enumerate(self.scenario.sources)
+                ]
+            }
+        return tool
+
+    def reasoning(self) -> str:
+        if not self.searched:
+            return "Answer from what I know."
+        return f"Need to search the web. Search: {self.scenario.query}. Then cite the results."
+
+    def usage(self) -> dict[str, Any]:
+        read = sum(_tokens(s.snippet) * 3 for s in self.scenario.sources) if self.searched else 0
+        prompt = self.input_tokens + read
+        completion = self.output_tokens + _tokens(self.reasoning())
+        return {
+            "queue_time": 0.021,
+            "prompt_tokens": prompt,
+            "prompt_time": 0.011,
+            "completion_tokens": completion,
+            "completion_time": 0.25,
+            "total_tokens": prompt + completion,
+            "total_time": 0.261,
+        }
+
+    def _message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.layout.content, "reasoning": self.reasoning()}
+        if self.searched:
+            message["executed_tools"] = [self.executed_tool()]
+        return message
+
+    def complete(self) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "message": self._message(), "logprobs": None, "finish_reason": "stop"}],
+            "usage": self.usage(),
+            "usage_breakdown": None,
+            "system_fingerprint": "fp_5f1e3a0b2c",
+            "x_groq": {"id": self.request_id},
+            "service_tier": "on_demand",
+        }
+        if self.compound:
+            response["usage_breakdown"] = {"models": [{"model": "openai/gpt-oss-120b", "usage": self.usage()}]}
+        return response
+
+    def events(self) -> Iterator[bytes]:
+        include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
+        head = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_5f1e3a0b2c",
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            payload = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            payload.update(extra)
+            return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+        yield chunk({"role": "assistant", "content": ""}, x_groq={"id": self.request_id})
+        for piece in _pieces(self.reasoning(), 16):
+            yield chunk({"reasoning": piece})
+        if self.searched:  # the tool as it starts, then again with its results
+            yield chunk({"executed_tools": [self.executed_tool(done=False)]})
+            yield chunk({"executed_tools": [self.executed_tool(done=True)]})
+        for piece in _pieces(self.layout.content):
+            yield chunk({"content": piece})
+        extra: dict[str, Any] = {"x_groq": {"id": self.request_id, "usage": self.usage()}}
+        if include_usage:
+            extra["usage"] = self.usage()
+        yield chunk({}, "stop", **extra)
+        yield b"data: [DONE]\n\n"
+
+
 _WRITERS: dict[str, type[_Writer]] = {
     "openai": _OpenAIWriter,
     "anthropic": _AnthropicWriter,
     "gemini": _GeminiWriter,
     "perplexity": _PerplexityWriter,
     "xai": _XAIWriter,
+    "groq": _GroqWriter,
+    "vertex_ai": _VertexWriter,
 }
