@@ -24,6 +24,9 @@ _EXPORTS = {
     "ChatCompletionChunk": "grounding.response",
     "Metadata": "grounding.response",
     "WebSearch": "grounding.request",
+    "Config": "grounding.config",
+    "load_config": "grounding.config",
+    "set_config": "grounding.config",
     "register_engine": "providers.search",
     "SearchEngine": "providers.search",
     "SearchHit": "providers.search",
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import acompletion, completion
     from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
                          NotFoundError, RateLimitError, UpstreamError, UpstreamTimeoutError)
+    from .config import Config, load_config, set_config
     from .request import WebSearch
     from .response import ChatCompletion, ChatCompletionChunk, Metadata
 

@@ -35,6 +35,8 @@ class GroundingError(Exception):
         self.code = code
         #: What the request did before it failed (searches, sources, turns), when known.
         self.metadata = metadata
+        #: The upstream's own HTTP status, when this error came from one.
+        self.upstream_status: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""

@@ -58,7 +58,15 @@ async def acompletion(**kwargs: Any) -> Any:
 
 
 def to_grounding_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
-    """Map a litellm (or transport) exception to the matching typed error."""
+    """Map a litellm (or transport) exception to the matching typed error
+    (the upstream's own HTTP status is kept as ``.upstream_status``)."""
+    error = _map_error(exc, model=model)
+    status = getattr(exc, "status_code", None)
+    error.upstream_status = status if isinstance(status, int) else None
+    return error
+
+
+def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     text = str(getattr(exc, "message", "") or exc).strip()

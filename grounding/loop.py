@@ -23,6 +23,7 @@ from providers.extract import extract, extract_plain
 from providers.fetch import Fetcher
 from providers.search import NATIVE, SearchEngineError, SearchHit, default_engine_name, get_engine
 
+from . import cost as costs
 from . import llm
 from .citations import SourceRef, annotate
 from .errors import GroundingError
@@ -52,7 +53,10 @@ from .response import (
     Usage,
     new_id,
 )
-from .target import Target, resolve_target
+from .routing.attempts import Attempts
+from .routing.plan import plan_request
+from .routing.stats import get_stats
+from .target import Target
 
 __all__ = ["run", "Started", "ContentDelta", "Done"]
 
@@ -107,20 +111,28 @@ class _Source:
 
 
 async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIterator[Started | ContentDelta | Done]:
-    """Answer ``req``: the tool loop when ``req.web_search`` is set, else one plain turn."""
+    """Answer ``req``: route it, then the tool loop when ``req.web_search`` is set, else one plain turn."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
-    target = await resolve_target(req, say)
-    req, reason = _resolve_native(req, target)
-    session = _Session(req, target, say, t0)
+    generation_id = new_id()
+    plan = await plan_request(req, request_id=generation_id, progress=say)
+    attempts = Attempts(plan.targets, ttft_timeout=plan.req.fallback.ttft_timeout if plan.req.fallback else None,
+                        effort=plan.req.effort, stats=get_stats())
+    req, reason = _resolve_native(plan.req, attempts.current)
+    session = _Session(req, attempts, say, t0, generation_id)
     session.meta.mode_reason = reason
-    yield Started(session.id, target.name, session.created)
+    session.meta.router, session.meta.route_id, session.meta.variant_id = plan.router, plan.route_id, plan.variant_id
+    session.meta.auto = plan.auto
+    for warning in plan.warnings:
+        session._warn(warning)
+    yield Started(session.id, attempts.current.name, session.created)
     try:
         async for event in session.events():
             yield event
     except GroundingError as exc:
         # What was searched and fetched before the failure, for the caller's logs.
         session.meta.total_duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+        session.sync_routing()
         exc.metadata = session.meta.to_dict()
         raise
 
@@ -142,25 +154,41 @@ def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str 
 class _Session:
     """One request's state: messages so far, sources, usage, metadata."""
 
-    def __init__(self, req: ChatRequest, target: Target, progress: Progress, t0: float) -> None:
+    def __init__(self, req: ChatRequest, attempts: Attempts, progress: Progress, t0: float,
+                 generation_id: str) -> None:
         self.req = req
-        self.target = target
+        self.attempts = attempts
         self.say = progress
         self.t0 = t0
-        self.id = new_id()
+        self.id = generation_id
         self.created = int(time.time())
         self.usage = Usage()
+        target = attempts.current
         mode = "tool_loop" if req.web_search else ("native" if req.web_search_options else "none")
-        self.meta = Metadata(mode=mode, model=target.name)
+        self.meta = Metadata(mode=mode, model=target.name, generation_id=generation_id)
         self.native: NativeResult | None = None
         if mode == "native":
-            check_native(target.litellm_model)
+            for t in attempts.targets:
+                check_native(t.litellm_model)
             self.meta.provider = provider_of(target.litellm_model)
             self.native = NativeResult(self.meta.provider)
         self.sources: dict[str, _Source] = {}  # normalized url -> source
         self.messages: list[dict[str, Any]] = list(req.messages)
         if req.web_search:
             self.messages.insert(0, {"role": "system", "content": system_prompt()})
+
+    @property
+    def target(self) -> Target:
+        """The model answering now (a fallback changes it)."""
+        return self.attempts.current
+
+    def sync_routing(self) -> None:
+        """Copy the attempts (and what became of the reasoning effort) into the metadata."""
+        self.meta.attempts = list(self.attempts.record)
+        self.meta.reasoning = self.attempts.reasoning
+        self.meta.model = self.target.name
+        if self.meta.reasoning is not None and not self.meta.reasoning.applied and self.meta.reasoning.reason:
+            self._warn(self.meta.reasoning.reason)
 
     # -- the loop ----------------------------------------------------------
 
@@ -245,8 +273,7 @@ class _Session:
     # -- model turns -------------------------------------------------------
 
     def _base_params(self) -> dict[str, Any]:
-        kw = self.target.litellm_kwargs()
-        kw["messages"] = self.messages
+        kw: dict[str, Any] = {"messages": self.messages}  # the model and its endpoint: per attempt
         if self.req.timeout:
             kw["timeout"] = self.req.timeout
         if self.req.extra_headers:
@@ -310,7 +337,8 @@ class _Session:
         info = TurnInfo(step=step, kind=kind, model=self.target.name)
         self.meta.turns.append(info)
         if not self.req.stream:
-            response = await llm.acompletion(**params)
+            response = await self.attempts.complete(params)
+            info.model = self.target.name
             choice = response.choices[0]
             message = choice.message
             out.content = message.content or ""
@@ -320,7 +348,7 @@ class _Session:
             out.annotations = _provider_annotations(message)
             if self.native is not None:
                 self.native.on_response(response)
-            self._add_cost(response)
+            self._add_cost(costs.turn_cost(response))
             usage = getattr(response, "usage", None)
         else:
             usage = None
@@ -328,9 +356,12 @@ class _Session:
             length = 0  # characters received so far (where a streamed citation points)
             held = ""
             calls: dict[int, dict[str, str]] = {}
-            stream = await llm.acompletion(**params, stream=True, stream_options={"include_usage": True})
+            chunks: list[Any] = []  # for pricing the turn afterwards
+            stream = await self.attempts.stream(params)
+            info.model = self.target.name
             try:
                 async for chunk in stream:
+                    chunks.append(chunk)
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
                     if self.native is not None:
@@ -361,6 +392,7 @@ class _Session:
             except Exception as exc:
                 raise llm.to_grounding_error(exc, model=self.target.name) from exc
             out.content = "".join(pieces)
+            self._add_cost(costs.stream_cost(self.target.litellm_model, chunks))
             out.calls = [_Call(c["id"] or f"call_{i}", c["name"], c["arguments"]) for i, c in sorted(calls.items())]
             if live and held and not out.calls:
                 out.streamed += held
@@ -372,6 +404,8 @@ class _Session:
         info.finish_reason = out.finish_reason
         info.tool_calls = [c.name for c in out.calls]
         info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.attempts.turn_done(duration_ms=info.duration_ms, ttft_ms=info.time_to_first_token_ms,
+                                output_tokens=info.completion_tokens or None)
 
     async def _fallback_answer(self, turn: _TurnResult, steps: int) -> AsyncIterator[ContentDelta]:
         """Ask once more with no tools at all, the search history flattened to text."""
@@ -469,6 +503,7 @@ class _Session:
             return [], info.error
         finally:
             info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        self._add_cost(costs.search_cost(engine.name, 1, max_results=max_results))
         hits = hits[:max_results]
         info.results = len(hits)
         new = [h for h in hits if _url_key(h.url) not in self.sources and _url_key(h.url) not in pages]
@@ -522,6 +557,7 @@ class _Session:
             if self.meta.steps and not self.sources:
                 self._warn("no page could be used as a source; the answer is not grounded")
         elif self.native is not None:
+            self.native.provider = self.meta.provider = provider_of(self.target.litellm_model)
             annotations = [Annotation.model_validate(a) for a in self.native.to_annotations(content)]
             self._native_metadata(annotations)
             # The provider's own search call (Anthropic's srvtoolu_*) was run by the
@@ -536,17 +572,15 @@ class _Session:
         message = Message(content=content if (content or not tool_calls) else None,
                           tool_calls=tool_calls or None, annotations=annotations or None)
         self.meta.total_duration_ms = round((time.perf_counter() - self.t0) * 1000, 1)
+        self.sync_routing()
         return ChatCompletion(id=self.id, created=self.created, model=self.target.name,
                               choices=[Choice(message=message, finish_reason=finish)],
                               usage=self.usage, metadata=self.meta)
 
-    def _add_cost(self, response: Any) -> None:
-        try:
-            cost = llm.litellm().completion_cost(completion_response=response)
-        except Exception:  # a model litellm cannot price (self-hosted, fakes)
-            return
-        if cost:
-            self.meta.cost_usd = round((self.meta.cost_usd or 0.0) + float(cost), 8)
+    def _add_cost(self, value: float | None) -> None:
+        """Add a priced part (a model turn, a search's fee); None: litellm cannot price it."""
+        if value:
+            self.meta.cost_usd = round((self.meta.cost_usd or 0.0) + value, 8)
 
     def _native_metadata(self, annotations: list[Annotation]) -> None:
         assert self.native is not None

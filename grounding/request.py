@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidRequestError
 
-__all__ = ["WebSearch", "ChatRequest", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS"]
+__all__ = ["WebSearch", "ChatRequest", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS",
+           "ProviderPrefs", "FallbackPrefs", "Reasoning", "parse_duration"]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
@@ -26,12 +27,15 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: where harmless). Everything else in a request is either ours or structural.
 SAMPLING_FIELDS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
-    "frequency_penalty", "seed", "stop", "logit_bias", "reasoning_effort", "user",
+    "frequency_penalty", "seed", "stop", "logit_bias", "user",
     "logprobs", "top_logprobs", "modalities", "service_tier", "store",
 )
 #: The subset that also applies to search turns (never lengths, stops or
-#: biases, which could cut a tool call short).
-SEARCH_TURN_FIELDS = ("temperature", "top_p", "seed", "user", "reasoning_effort", "service_tier", "store")
+#: biases, which could cut a tool call short). ``reasoning_effort`` is added per
+#: model by the routing layer, only where the model supports it.
+SEARCH_TURN_FIELDS = ("temperature", "top_p", "seed", "user", "service_tier", "store")
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
 class _Strict(BaseModel):
@@ -65,6 +69,52 @@ class WebSearchOptions(_Strict):
 
     search_context_size: Literal["low", "medium", "high"] | None = None
     user_location: UserLocation | None = None
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``"300ms"``, ``"1.5s"`` or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like '300ms' or '1.5s'")
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", str(value))
+    if not m:
+        raise ValueError(f"must be a duration like '300ms' or '1.5s', not {value!r}")
+    number = float(m.group(1))
+    return number / 1000 if m.group(2) == "ms" else number
+
+
+class ProviderPrefs(_Strict):
+    """``provider = {order, allow_fallbacks}``: which providers serve a model id, in what order."""
+
+    order: list[str] | None = Field(None, min_length=1)
+    allow_fallbacks: bool = True
+
+
+class FallbackPrefs(_Strict):
+    """``fallback = {ttft_timeout}``: give up on a streaming attempt with no first token in time."""
+
+    ttft_timeout: float | None = Field(None, description="seconds (given as '300ms', '1.5s' or a number)")
+
+    @field_validator("ttft_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if seconds < 0.3:
+            raise ValueError(f"must be at least 300ms (got {value!r})")
+        return seconds
+
+
+class Reasoning(BaseModel):
+    """``reasoning = {effort}`` (overrides ``reasoning_effort``)."""
+
+    model_config = ConfigDict(extra="allow")
+    effort: Effort | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    exclude: bool | None = None
+    enabled: bool | None = None
 
 
 class FunctionDef(BaseModel):
@@ -123,7 +173,7 @@ class ChatRequest(_Strict):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int | None = Field(None, ge=1, le=128)
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: Effort | None = None
     user: str | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -135,6 +185,13 @@ class ChatRequest(_Strict):
     service_tier: str | None = None
     web_search: WebSearch | None = None
     web_search_options: WebSearchOptions | None = None
+    # Routing (the model router's extensions; also accepted inside extra_body).
+    models: list[str] | None = Field(None, min_length=1, description="fallback chain, or the pool for model='auto'")
+    ignore: list[str] | None = None
+    sort: list[str] | None = None
+    provider: ProviderPrefs | None = None
+    fallback: FallbackPrefs | None = None
+    reasoning: Reasoning | None = None
     # Not OpenAI fields: where the model is and how to reach it (litellm's names).
     api_base: str | None = None
     api_key: str | None = Field(None, repr=False)
@@ -142,6 +199,26 @@ class ChatRequest(_Strict):
     extra_headers: dict[str, str] | None = None
     #: extra_body keys this library does not own, passed to the provider as is.
     extra_body: dict[str, Any] | None = None
+
+    @field_validator("sort", mode="before")
+    @classmethod
+    def _sort(cls, value: Any) -> list[str] | None:
+        from .routing.types import SORT_KEYS
+
+        if value is None:
+            return None
+        keys = [value] if isinstance(value, str) else value
+        if not isinstance(keys, list) or not keys:
+            raise ValueError(f"must be one of {', '.join(SORT_KEYS)} or a list of them")
+        for key in keys:
+            if key not in SORT_KEYS:
+                raise ValueError(f"unknown sort criterion {key!r}; use {', '.join(SORT_KEYS)}")
+        return list(keys)
+
+    @field_validator("reasoning", mode="before")
+    @classmethod
+    def _reasoning(cls, value: Any) -> Any:
+        return {"effort": value} if isinstance(value, str) else value
 
     @field_validator("stop")
     @classmethod
@@ -178,6 +255,15 @@ class ChatRequest(_Strict):
         if self.tool_choice is not None:
             _check_tool_choice(self.tool_choice, self.tools)
         return self
+
+    @property
+    def effort(self) -> str | None:
+        """The reasoning effort asked for: ``reasoning.effort`` wins over ``reasoning_effort``."""
+        if self.reasoning is not None and self.reasoning.effort is not None:
+            return self.reasoning.effort
+        if self.reasoning is not None and self.reasoning.enabled is False:
+            return "none"
+        return self.reasoning_effort
 
     @property
     def caller_tool_names(self) -> set[str]:
@@ -231,7 +317,8 @@ def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -
 
 
 #: extra_body keys that are this library's own fields (merged into the request).
-_OWN_EXTRA_BODY = {"web_search", "web_search_options"}
+_OWN_EXTRA_BODY = {"web_search", "web_search_options", "models", "ignore", "sort", "provider", "fallback",
+                   "reasoning", "metadata"}
 
 
 def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -> ChatRequest:
@@ -255,6 +342,8 @@ def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -
             passthrough[key] = value
     if passthrough:
         data["extra_body"] = passthrough
+    if not data.get("model") and isinstance(data.get("models"), list) and data["models"]:
+        data["model"] = data["models"][0]
     if not data.get("model") and default_model:
         data["model"] = default_model
     try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "URLCitation", "Annotation", "FunctionCall", "ToolCall", "Message", "Choice", "Usage",
-    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "Metadata",
+    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
     "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
 ]
 
@@ -130,8 +130,41 @@ class CitationInfo(_Model):
     inferred: int = 0
 
 
+class Attempt(_Model):
+    """One try of one model call on one deployment (fallbacks add more)."""
+
+    model: str
+    provider: str | None = None
+    success: bool
+    error: str | None = None
+    #: The error's HTTP-like status (429, 502, 504...) when it failed.
+    status: int | None = None
+    time_to_first_token_ms: float | None = None
+    duration_ms: float | None = None
+
+
+class ReasoningInfo(_Model):
+    """The reasoning effort asked for, and whether the model got it."""
+
+    effort: str
+    applied: bool
+    reason: str | None = None
+
+
+class AutoInfo(_Model):
+    """``model="auto"``: what was considered and why the winner won."""
+
+    sort: list[str] = Field(default_factory=list)
+    winner: str
+    why: str
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Metadata(_Model):
     """What happened behind the answer. ``warnings`` says what degraded it."""
+
+    #: This generation's id (the same as the completion's ``id``).
+    generation_id: str | None = None
 
     mode: Literal["tool_loop", "native", "none"] = "tool_loop"
     #: Why this mode (set when ``web_search.engine`` was ``"native"``).
@@ -141,8 +174,9 @@ class Metadata(_Model):
     #: Native search: the provider that searched, and how many searches it reports.
     provider: str | None = None
     web_search_requests: int | None = None
-    #: What litellm prices the model turns at (USD), native search fees included;
-    #: None when it cannot price them (unknown model, or a streamed turn).
+    #: What litellm prices the request at (USD): model turns (streamed or not),
+    #: native search fees, and the search engine's per-query fees; None when
+    #: it can price none of it (self-hosted or unlisted models and engines).
     cost_usd: float | None = None
     queries: list[str] = Field(default_factory=list)
     searches: list[SearchInfo] = Field(default_factory=list)
@@ -152,6 +186,15 @@ class Metadata(_Model):
     citations: CitationInfo = Field(default_factory=CitationInfo)
     warnings: list[str] = Field(default_factory=list)
     total_duration_ms: float = 0.0
+    #: Routing: every model call's tries, in order (a fallback adds one).
+    attempts: list[Attempt] = Field(default_factory=list)
+    reasoning: ReasoningInfo | None = None
+    #: Named routers: which router, route and variant answered.
+    router: str | None = None
+    route_id: str | None = None
+    variant_id: str | None = None
+    #: ``model="auto"``: the candidates and the reason for the choice.
+    auto: AutoInfo | None = None
 
 
 class ChatCompletion(_Model):

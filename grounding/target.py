@@ -30,6 +30,16 @@ class Target:
     profile: ModelProfile
     api_base: str | None = None
     api_key: str | None = None
+    #: The provider serving it (``openai``, or a config provider's name).
+    provider: str | None = None
+    #: Whether it takes ``reasoning_effort``; None: ask litellm's model map.
+    reasoning: bool | None = None
+    #: ``provider/model`` in the catalog (what statistics are kept under).
+    deployment: str | None = None
+
+    @property
+    def stats_key(self) -> str:
+        return self.deployment or self.name
 
     def litellm_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": self.litellm_model}
@@ -51,23 +61,29 @@ def default_model() -> str:
     return "local"
 
 
-async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | None = None) -> Target:
-    """Resolve ``req.model``; ``local`` starts the embedded model server (once)."""
-    if is_local_model(req.model):
+async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | None = None,
+                         model: str | None = None) -> Target:
+    """Resolve ``model`` (default ``req.model``) as given, with the request's
+    ``api_base``/``api_key``; ``local`` starts the embedded model server (once)."""
+    model = model or req.model
+    if is_local_model(model):
         from .local_model import LOCAL_MODEL_ALIAS, get_local_server
 
         server = await asyncio.to_thread(get_local_server, progress)
         return Target(
             name=f"local/{LOCAL_MODEL_ALIAS}",
             litellm_model=server.litellm_model,
-            profile=profile_for(req.model, server.profile),
+            profile=profile_for(model, server.profile),
             api_base=server.api_base,
             api_key="local",
+            provider="local",
+            reasoning=False,
         )
     return Target(
-        name=req.model,
-        litellm_model=req.model,
-        profile=profile_for(req.model),
+        name=model,
+        litellm_model=model,
+        profile=profile_for(model),
         api_base=req.api_base,
         api_key=req.api_key,
+        provider=model.split("/", 1)[0] if "/" in model else None,
     )

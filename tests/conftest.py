@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.redis_server"]
 
 # Tests reach the fake servers on 127.0.0.1: opt in to private networks, and
 # keep litellm from trying to download its cost map.

@@ -49,3 +49,21 @@ def test_overhead_core_measures_one_request(fake_llm, fake_search, fake_web, tmp
     json.dumps(report)  # serialisable
     overhead.write_markdown(tmp_path / "overhead.md", report)
     assert "| default |" in (tmp_path / "overhead.md").read_text()
+
+
+def test_routing_benchmark_runs_and_writes_its_figures(tmp_path):
+    from benchmarks import routing
+    from grounding.config import set_config
+
+    try:
+        assert routing.main(["--requests", "20", "--users", "2000", "--out", str(tmp_path)]) == 0
+    finally:
+        set_config({})
+    report = json.loads((tmp_path / "routing.json").read_text())
+    assert set(report["decision"]) == set(routing.CASES)
+    assert report["decision"]["router, last route"]["first_target"] == routing.ref(7)
+    assert report["decision"]["auto over 50"]["targets"] == 50
+    for split in report["ab"].values():
+        assert sum(v["share"] for v in split["variants"]) == pytest.approx(100, abs=0.05)
+        assert split["max_abs_diff_points"] < 4  # 2,000 users: within sampling noise of the weights
+    assert "A/B shares" in (tmp_path / "routing.md").read_text()

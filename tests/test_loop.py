@@ -369,3 +369,13 @@ def test_acompletion_and_async_streaming(fake_llm, fake_search, fake_web):
     result, chunks = asyncio.run(go())
     assert len([s for s in result.metadata.sources if s.id]) == 2
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == result.choices[0].message.content
+
+
+def test_search_engine_fees_are_added_to_the_cost(fake_llm, fake_search, fake_web):
+    """The model here is unpriceable (a fake); the engine's per-query fee still counts."""
+    from grounding.cost import search_cost
+
+    result = ask(fake_llm, engine="tavily", web_search={"engine": "tavily", "max_results": 3})
+    assert len(result.metadata.searches) == 1
+    assert result.metadata.cost_usd == pytest.approx(search_cost("tavily", 1, max_results=3))
+    assert result.metadata.cost_usd > 0

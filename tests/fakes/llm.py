@@ -28,9 +28,12 @@ __all__ = ["FakeLLM", "InvalidRequestError", "anthropic_conversation", "openai_c
 _SSE = "text/event-stream; charset=utf-8"
 _ERRORS = {
     400: ("invalid_request_error", "invalid_request_error"),
+    401: ("invalid_request_error", "authentication_error"),
     404: ("invalid_request_error", "not_found_error"),
     429: ("requests", "rate_limit_error"),
     500: ("server_error", "api_error"),
+    502: ("server_error", "api_error"),
+    503: ("server_error", "overloaded_error"),
 }  # status -> (OpenAI error type, Anthropic error type)
 
 
@@ -148,7 +151,7 @@ class _OpenAIWriter:
 
     @staticmethod
     def error(status: int, message: str) -> dict[str, Any]:
-        code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(status)
+        code = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}.get(status)
         return {"error": {"message": message, "type": _ERRORS[status][0], "param": None, "code": code}}
 
     def complete(self, action: Action) -> dict[str, Any]:
@@ -362,18 +365,26 @@ class FakeLLM(FakeServer):
     """The fake model server.
 
     ``model_latency_ms`` adds latency per model name (as sent, e.g.
-    ``"fake-searcher"``); ``chunk_ms`` spaces out streamed chunks.
+    ``"fake-searcher"``); ``chunk_ms`` spaces out streamed chunks;
+    ``error_status`` makes every chat request fail with that HTTP status (a
+    provider that is down, rate limited or rejecting the key), whatever the model.
     """
 
     def __init__(self, *, latency_ms: float = 0, chunk_ms: float = 0) -> None:
         super().__init__(latency_ms=latency_ms)
         self.chunk_ms = chunk_ms
         self.model_latency_ms: dict[str, float] = {}
+        self.error_status: int | None = None
 
     def reset(self) -> None:
         super().reset()
         self.chunk_ms = 0
         self.model_latency_ms = {}
+        self.error_status = None
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        """The chat requests received (OpenAI or Anthropic wire)."""
+        return [r for r in self.requests if r.method == "POST" and r.path in ("/v1/chat/completions", "/v1/messages")]
 
     def delay_ms(self, request: RecordedRequest) -> float:
         model = request.json.get("model") if isinstance(request.json, dict) else None
@@ -402,9 +413,11 @@ class FakeLLM(FakeServer):
             response.json(400, writer.error(400, f"Invalid request: {exc}"))
             return
         policy, conversation.max_rounds = choose(model)
-        action = policy(conversation)
+        action = Action(error=self.error_status) if self.error_status else policy(conversation)
         if action.error is not None:
             message = {
+                400: "Invalid request.",
+                401: "Incorrect API key provided.",
                 404: f"The model `{model}` does not exist or you do not have access to it.",
                 429: "Rate limit reached for requests. Please try again in 1s.",
             }.get(action.error, "The server had an error while processing your request. Sorry about that!")

@@ -1,0 +1,154 @@
+"""The configuration file: providers, models, routers and shared state.
+
+One YAML or JSON file, named by ``$GROUNDING_CONFIG`` (or ``--config`` on the
+command line, or passed to :func:`load_config`). Every section is optional::
+
+    providers:                 # OpenAI- or Anthropic-compatible endpoints of your own
+      alpha: {litellm_provider: openai, api_base: "http://127.0.0.1:8001/v1", api_key_env: ALPHA_KEY}
+    models:                    # catalog entries and overrides (prices per million tokens)
+      - {id: my-model, provider: alpha, input_price: 0.2, output_price: 0.8,
+         context_window: 32768, capabilities: {tools: true, vision: false},
+         scores: {intelligence: 40}}
+    routers:                   # inline routers (see grounding.routing.routers)
+      - {name: support, routes: [...], default_route: {...}}
+    router_files: [routers/]   # more router files, or folders of them
+    router_prefix: router      # model="router/<name>"; "inworld/<name>" is always accepted
+    redis_url: redis://127.0.0.1:6379/0   # share latency statistics between processes
+    scores_file: scores.yaml   # intelligence / coding / math scores (default: the shipped file)
+
+Relative paths are relative to the config file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidRequestError
+
+__all__ = ["Config", "ProviderConfig", "ModelConfig", "load_config", "get_config", "set_config", "read_data_file"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    """An endpoint: which litellm provider speaks its wire format, where it is, its key."""
+
+    litellm_provider: str = "openai"
+    api_base: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    api_key_env: str | None = None
+
+    def key(self) -> str | None:
+        if self.api_key:
+            return self.api_key
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelConfig(_Strict):
+    """A catalog entry, or an override of what litellm's model map says."""
+
+    id: str
+    provider: str | None = None
+    #: What litellm is given; default ``<litellm_provider>/<id>``.
+    litellm_model: str | None = None
+    input_price: float | None = Field(None, ge=0, description="USD per million input tokens")
+    output_price: float | None = Field(None, ge=0, description="USD per million output tokens")
+    context_window: int | None = Field(None, ge=1)
+    capabilities: dict[str, bool] = Field(default_factory=dict)
+    scores: dict[str, float] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    routers: list[dict[str, Any]] = Field(default_factory=list)
+    router_files: list[str] = Field(default_factory=list)
+    router_prefix: str = "router"
+    redis_url: str | None = None
+    scores_file: str | None = None
+    #: Where the file was (relative paths resolve against it).
+    base_dir: str | None = None
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        return self.redis_url or os.environ.get("GROUNDING_REDIS_URL") or None
+
+
+def read_data_file(path: Path, *, where: str, param: str, code: str | None = None) -> Any:
+    """Parse a YAML or JSON file (by its suffix); errors name ``where`` and the parser's first line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequestError(f"{where}: cannot read it: {exc.strerror or exc}", param=param, code=code) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        if kind == "JSON":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InvalidRequestError(f"{where}: not valid {kind}: {first}", param=param, code=code) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data = read_data_file(path, where=f"config file {path}", param="config")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"config file {path} must hold a mapping at the top", param="config")
+    return data
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any] | None = None) -> Config:
+    """Load a config from a file path or a dict; ``None`` reads ``$GROUNDING_CONFIG`` (or an empty config)."""
+    if source is None:
+        source = os.environ.get("GROUNDING_CONFIG") or None
+        if source is None:
+            return Config()
+    base_dir = None
+    if isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source).expanduser()
+        data = _read(path)
+        base_dir = str(path.resolve().parent)
+    data.setdefault("base_dir", base_dir)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise InvalidRequestError(f"config: {where}: {err['msg']}", param="config") from None
+
+
+_current: Config | None = None
+
+
+def get_config() -> Config:
+    """The process's config (loaded from ``$GROUNDING_CONFIG`` on first use)."""
+    global _current
+    if _current is None:
+        _current = load_config()
+    return _current
+
+
+def set_config(config: Config | str | os.PathLike[str] | dict[str, Any] | None) -> Config:
+    """Replace the process's config (a :class:`Config`, a path, a dict, or None to reload from the env)."""
+    global _current
+    _current = config if isinstance(config, Config) else load_config(config)
+    from .routing import reset_state
+
+    reset_state()
+    return _current
