@@ -13,8 +13,13 @@ command line, or passed to :func:`load_config`). Every section is optional::
       - {name: support, routes: [...], default_route: {...}}
     router_files: [routers/]   # more router files, or folders of them
     router_prefix: router      # model="router/<name>"; "inworld/<name>" is always accepted
-    redis_url: redis://127.0.0.1:6379/0   # share latency statistics between processes
+    redis_url: redis://127.0.0.1:6379/0   # share latency statistics (and routers) between processes
     scores_file: scores.yaml   # intelligence / coding / math scores (default: the shipped file)
+    server:                    # grounding serve
+      api_keys: [{key_env: GROUNDING_ADMIN_KEY, name: admin, write: true}, {key_env: APP_KEY, name: app}]
+      max_body_bytes: 10485760
+      max_concurrent_per_key: 64
+      router_store: sqlite:///var/lib/grounding/routers.db   # or redis://...; default: redis_url if set, else SQLite
 
 Relative paths are relative to the config file.
 """
@@ -29,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidRequestError
 
-__all__ = ["Config", "ProviderConfig", "ModelConfig", "load_config", "get_config", "set_config", "read_data_file"]
+__all__ = ["Config", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "load_config", "get_config", "set_config", "read_data_file"]
 
 
 class _Strict(BaseModel):
@@ -64,6 +69,33 @@ class ModelConfig(_Strict):
     scores: dict[str, float] = Field(default_factory=dict)
 
 
+class ApiKeyConfig(_Strict):
+    """A key clients of ``grounding serve`` send as ``Authorization: Bearer <key>``."""
+
+    key: str | None = Field(None, repr=False)
+    key_env: str | None = None
+    name: str | None = None
+    #: May create, update and delete routers over HTTP.
+    write: bool = False
+    #: Concurrent requests allowed for this key (None: the server's default).
+    max_concurrent: int | None = Field(None, ge=1)
+
+    def value(self) -> str | None:
+        return self.key or (os.environ.get(self.key_env) if self.key_env else None)
+
+
+class ServerConfig(_Strict):
+    """``grounding serve``: keys, limits and where routers are stored."""
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    #: Largest request body accepted (bytes); larger is a 413.
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    #: Concurrent requests per key; more is a 429.
+    max_concurrent_per_key: int = Field(64, ge=1)
+    #: ``sqlite:///path/routers.db`` (default: in the cache dir), ``redis://...``.
+    router_store: str | None = None
+
+
 class Config(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -72,6 +104,7 @@ class Config(_Strict):
     router_prefix: str = "router"
     redis_url: str | None = None
     scores_file: str | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
     #: Where the file was (relative paths resolve against it).
     base_dir: str | None = None
 
