@@ -60,14 +60,16 @@ async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | N
     head: Started | None = None
     pending: str | None = None  # one delta held back, to become the last content chunk
 
+    model = ""  # the planned model until the answer says which one answered (fallbacks)
+
     def chunk(delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
         assert head is not None
-        return ChatCompletionChunk(id=head.id, created=head.created, model=head.model,
+        return ChatCompletionChunk(id=head.id, created=head.created, model=model,
                                    choices=[ChunkChoice(delta=delta, finish_reason=finish)])
 
     async for event in run(req, progress=progress):
         if isinstance(event, Started):
-            head = event
+            head, model = event, event.model
             yield chunk(Delta(role="assistant", content=""))
         elif isinstance(event, ContentDelta):
             if pending is not None:
@@ -75,6 +77,7 @@ async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | N
             pending = event.text
         elif isinstance(event, Done):
             done = event.completion
+            model = done.model
             choice = done.choices[0]
             msg = choice.message
             if msg.tool_calls:

@@ -62,7 +62,10 @@ def to_grounding_error(exc: BaseException, *, model: str | None = None) -> Groun
     (the upstream's own HTTP status is kept as ``.upstream_status``)."""
     error = _map_error(exc, model=model)
     status = getattr(exc, "status_code", None)
-    error.upstream_status = status if isinstance(status, int) else None
+    # litellm gives timeouts and connection errors made-up statuses (408, 500):
+    # only a status an upstream actually answered with is kept.
+    answered = error.code not in ("timeout", "connection_error")
+    error.upstream_status = status if isinstance(status, int) and answered else None
     return error
 
 

@@ -271,3 +271,43 @@ def test_variants_spread_over_users_by_weight(config, providers):
     seen = {ask(model="router/support", metadata={"tier": "pro"}, user=f"u{i}").metadata.variant_id
             for i in range(12)}
     assert seen == {"a", "b"}
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_error_moves_on(config, providers):
+    alpha, beta = providers
+    port = _closed_port()  # nothing listens there any more
+    config(providers={"down": {"litellm_provider": "openai", "api_base": f"http://127.0.0.1:{port}/v1",
+                               "api_key": "k"},
+                      "beta": {"litellm_provider": "anthropic", "api_base": beta.url, "api_key": "key-b"}},
+           models=[{"id": "fake-searcher", "provider": "down"}, {"id": "fake-searcher", "provider": "beta"}])
+    result = ask(model="down/fake-searcher", models=["beta/fake-searcher"])
+    first, second = result.metadata.attempts
+    assert (first.model, first.success) == ("down/fake-searcher", False)
+    assert "connect" in first.error.lower()
+    assert (second.model, second.success) == ("beta/fake-searcher", True)
+
+
+def test_request_timeout_moves_on(config, providers):
+    alpha, beta = providers
+    alpha.latency_ms = 3000
+    result = ask(model="alpha/fake-searcher", models=["beta/fake-searcher"], timeout=0.5)
+    first = result.metadata.attempts[0]
+    assert (first.success, first.status) == (False, 504)
+    assert first.duration_ms < 2500
+    assert result.metadata.attempts[1].success
+
+
+def test_streamed_chunks_name_the_model_that_answered(config, providers):
+    alpha, beta = providers
+    alpha.error_status = 503
+    chunks = list(ask(model="alpha/fake-searcher", models=["beta/fake-searcher"], stream=True))
+    assert chunks[-1].model == "beta/fake-searcher"
+    assert chunks[-1].metadata.model == "beta/fake-searcher"
