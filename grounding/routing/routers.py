@@ -152,8 +152,13 @@ Where routers live
 :func:`get_routers` returns the process's :class:`RouterSet`, loaded once from
 :func:`grounding.config.get_config`; :func:`reset` drops it (``set_config``
 does). A :class:`RouterSet` can also be changed at run time
-(:meth:`RouterSet.put`, :meth:`RouterSet.delete`), which is what the server's
-router API uses.
+(:meth:`RouterSet.put`, :meth:`RouterSet.delete`).
+
+Routers created over HTTP live in a router store
+(:mod:`grounding.server.store`): its ``install`` registers a source with
+:func:`set_router_source`, and :func:`get_routers` then returns
+``source(file_routers())``, the config's routers plus the stored ones.
+:func:`reset` keeps the source (it only drops the config's routers).
 """
 from __future__ import annotations
 
@@ -163,7 +168,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 import cel
 from cel.stdlib import STDLIB_FUNCTIONS
@@ -187,6 +192,8 @@ __all__ = [
     "Selection",
     "load_routers",
     "get_routers",
+    "file_routers",
+    "set_router_source",
     "reset",
     "parse_router_ref",
 ]
@@ -802,10 +809,12 @@ def load_routers(config: "Config | None" = None) -> RouterSet:
 
 _current: RouterSet | None = None
 _current_lock = threading.Lock()
+#: What :func:`get_routers` passes the config's routers through (a router store), if set.
+_source: Callable[[RouterSet], RouterSet] | None = None
 
 
-def get_routers() -> RouterSet:
-    """The process's routers, loaded once from :func:`grounding.config.get_config`."""
+def file_routers() -> RouterSet:
+    """The config's routers (inline and ``router_files``), loaded once from :func:`grounding.config.get_config`."""
     global _current
     current = _current
     if current is None:
@@ -814,6 +823,23 @@ def get_routers() -> RouterSet:
                 _current = load_routers()
             current = _current
     return current
+
+
+def get_routers() -> RouterSet:
+    """The process's routers: :func:`file_routers`, through the source of
+    :func:`set_router_source` when one is set (a router store adds its routers)."""
+    current = file_routers()
+    source = _source
+    return current if source is None else source(current)
+
+
+def set_router_source(source: Callable[[RouterSet], RouterSet] | None) -> None:
+    """Make :func:`get_routers` return ``source(file_routers())`` (``None``: the file routers alone).
+
+    ``source`` is called on every :func:`get_routers` call and should cache.
+    """
+    global _source
+    _source = source
 
 
 def reset() -> None:
