@@ -1,4 +1,4 @@
-"""The command line: ``grounding ask "QUESTION"``.
+"""The command line: ``grounding ask "QUESTION"`` and ``grounding serve``.
 
 Progress goes to stderr, the answer and its numbered sources to stdout;
 ``--json`` prints the ChatCompletion JSON alone. Errors are one line on stderr
@@ -34,7 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--corpus", "-c", help="folder of HTML/Markdown/text files for the local engine "
                      "(default: $GROUNDING_CORPUS, else Python's own reference docs)")
     ask.add_argument("--json", action="store_true", help="print the ChatCompletion JSON alone on stdout")
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server",
+                           description="Serve POST /v1/chat/completions, GET /v1/models, /v1/routers and "
+                           "/health (OpenAI-compatible). API keys: server.api_keys in the config, "
+                           "$GROUNDING_API_KEYS and $GROUNDING_ADMIN_KEYS (comma-separated); without any "
+                           "key the server is open and listens on loopback only.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", "-p", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--config", help="config file, YAML or JSON (default: $GROUNDING_CONFIG)")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here, so `grounding --help` and `grounding ask` never load starlette or uvicorn.
+    from .server.app import serve
+
+    serve(host=args.host, port=args.port, config=args.config)
+    return 0
 
 
 class _Progress:
@@ -128,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import GroundingError
 
     try:
+        if args.command == "serve":
+            return _serve(args)
         return asyncio.run(_ask(args))
     except GroundingError as exc:
         print(f"grounding: error: {exc.message}", file=sys.stderr)
