@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.routing [--requests N] [--users N] [--out DIR]
+    python -m benchmarks.routing [--requests N] [--users N] [--limit N] [--seed S] [--out DIR]
 
 A config with 50 models (10 on each of 5 providers, prices and scores spread)
 and a router with 20 routes (CEL conditions over ``metadata``; every route has
@@ -18,7 +18,11 @@ route and variant, ``auto`` ranking, provider order), per request, for
 
 A/B shares: 10,000 distinct users (``--users``) through routes weighted 50/50,
 10/90 and 20/30/50; the observed share of each variant against its weight.
-Results go to ``--out`` as ``routing.json`` and ``routing.md``.
+``--limit N`` caps both ``--requests`` and ``--users`` at N (a quick run).
+Results go to ``--out`` as ``routing.json``, ``routing.md``,
+``routing-ab.png`` (shares against weights) and ``routing-decision.png``
+(decision time per case); the seed (assignments hash the user id, nothing is
+drawn at random) and the environment are recorded.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import DEFAULT_OUT, loadavg, versions
+from benchmarks.common import DEFAULT_OUT, SEED, environment, new_figure, progress, seed_everything, write_outputs
 
 PROVIDERS = ("p1", "p2", "p3", "p4", "p5")
 ROUTES = 20
@@ -117,8 +121,7 @@ def decision_times(n: int) -> dict[str, Any]:
         for _ in range(5):
             stats.record(f"{p}/model-0", ok=True, ttft_ms=100 + 50 * i, duration_ms=400 + 50 * i, output_tokens=100)
     out = {}
-    for name, make in CASES.items():
-        _say(f"timing {name} ({n} requests)")
+    for name, make in progress(CASES.items(), total=len(CASES), desc="routing: decision time", unit="case"):
         out[name] = asyncio.run(_time_case(make, n))
     return out
 
@@ -129,9 +132,8 @@ def ab_shares(users: int) -> dict[str, Any]:
     router = get_routers().get("bench")
     out = {}
     for name, weights in SPLITS.items():
-        _say(f"A/B {name}: {users} users")
         counts: dict[str, int] = {}
-        for i in range(users):
+        for i in progress(range(users), total=users, desc=f"routing: A/B {name}", unit="user"):
             sel = router.select(metadata={"split": name}, messages=[], user=f"user-{i:06d}", request_id=f"g{i}")
             counts[sel.variant_id] = counts.get(sel.variant_id, 0) + 1
         rows = [{"variant": f"v{j}", "weight": w, "share": round(100 * counts.get(f"v{j}", 0) / users, 2)}
@@ -142,8 +144,10 @@ def ab_shares(users: int) -> dict[str, Any]:
     return out
 
 
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
-    lines = ["# Routing benchmark", "", f"Command: `{report['command']}`", "",
+def markdown(report: dict[str, Any]) -> str:
+    env = report.get("environment") or report.get("versions") or {}
+    lines = ["# Routing benchmark", "", f"Command: `{report['command']}`  ",
+             f"Seed: {report.get('seed')}; load average: {env.get('loadavg', report.get('loadavg'))}", "",
              "## Decision time per request (50 models, 20 routes)", "",
              "| case | median µs | p90 µs | p99 µs | first target | targets |", "|---|---:|---:|---:|---|---:|"]
     for name, r in report["decision"].items():
@@ -154,32 +158,85 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     for name, r in report["ab"].items():
         lines.append(f"| {name} | {'/'.join(str(v['weight']) for v in r['variants'])} | "
                      f"{'/'.join(str(v['share']) for v in r['variants'])} | {r['max_abs_diff_points']} |")
-    lines += ["", f"Versions: {json.dumps(report['versions'])}", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    lines += ["", f"Versions: {json.dumps({k: v for k, v in env.items() if k != 'loadavg'})}", ""]
+    return "\n".join(lines)
 
 
-def _say(text: str) -> None:
-    print(f"[routing] {text}", file=sys.stderr, flush=True)
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    path.write_text(markdown(report), encoding="utf-8")
+
+
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    """``ab``: observed share against weight for every variant; ``decision``: time per case."""
+    fig, ax = new_figure(7.0, 4.0)
+    labels, weights, shares = [], [], []
+    for name, split in report["ab"].items():
+        for v in split["variants"]:
+            labels.append(f"{name}\n{v['variant']}")
+            weights.append(v["weight"])
+            shares.append(v["share"])
+    x = list(range(len(labels)))
+    ax.bar([i - 0.2 for i in x], weights, width=0.4, label="weight %", color="#bbbbbb")
+    ax.bar([i + 0.2 for i in x], shares, width=0.4, label="observed share %", color="#1f77b4")
+    for i, (w, sh) in enumerate(zip(weights, shares)):
+        ax.annotate(f"{sh - w:+.1f}", (i + 0.2, sh), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("% of users")
+    ax.set_title(f"A/B shares against weights, {report['users']:,} distinct users (labels: observed - weight)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    out = {"ab": fig}
+
+    fig, ax = new_figure(7.0, 3.2)
+    cases = list(report["decision"])
+    rows = [report["decision"][c] for c in cases]
+    y = list(range(len(cases)))
+    ax.barh(y, [r["median_us"] for r in rows], height=0.6, label="median", color="#1f77b4")
+    ax.scatter([r["p90_us"] for r in rows], y, marker="|", s=200, color="black", label="p90", zorder=3)
+    ax.scatter([r["p99_us"] for r in rows], y, marker="x", color="#d62728", label="p99", zorder=3)
+    ax.set_yticks(y, cases, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")  # the cases differ by 10x and the p99 is far from the median
+    ax.set_xlabel("routing decision per request, µs (log scale)")
+    n = rows[0]["n"] if rows else 0
+    ax.set_title(f"Decision time, 50 models and {ROUTES} routes ({n} requests per case)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    if rows:
+        ax.set_xlim(min(r["median_us"] for r in rows) / 2, max(r["p99_us"] for r in rows) * 1.5)
+    out["decision"] = fig
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests timed per case")
-    parser.add_argument("--users", type=int, default=10_000, help="distinct users for the A/B shares")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.routing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests timed per case (default 2000)")
+    parser.add_argument("--users", type=int, default=10_000, help="distinct users for the A/B shares (default 10000)")
+    parser.add_argument("--limit", type=int, default=None, help="quick run: at most N requests per case and N users")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"recorded (nothing here is random; default {SEED})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
+    if args.limit is not None:
+        if args.limit < 1:
+            parser.error("--limit must be at least 1")
+        args.requests, args.users = min(args.requests, args.limit), min(args.users, args.limit)
+    if args.requests < 1 or args.users < 1:
+        parser.error("--requests and --users must be at least 1")
     from grounding.config import set_config
 
+    seed = seed_everything(args.seed)
     set_config(config_dict())
-    report = {"command": "python -m benchmarks.routing " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"benchmark": "routing",
+              "command": " ".join(["python -m benchmarks.routing", *(argv if argv is not None else sys.argv[1:])]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seed": seed,
+              "settings": {"requests": args.requests, "users": args.users, "limit": args.limit,
+                           "models": 50, "routes": ROUTES, "splits": {k: list(v) for k, v in SPLITS.items()}},
               "users": args.users, "decision": decision_times(args.requests), "ab": ab_shares(args.users),
-              "versions": versions(("grounding", "litellm", "common-expression-language", "pydantic")),
-              "loadavg": loadavg()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "routing.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    write_markdown(args.out / "routing.md", report)
-    _say(f"wrote {args.out / 'routing.json'} and routing.md")
-    print((args.out / "routing.md").read_text(encoding="utf-8"))
+              "environment": environment(("common-expression-language",))}
+    text = markdown(report)
+    write_outputs(args.out, "routing", report, text, figures(report))
+    print(text)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.startup [--runs N] [--out DIR]
+    python -m benchmarks.startup [--runs N] [--limit N] [--seed S] [--out DIR]
 
 Each command runs ``--runs`` times (default 10) as a fresh subprocess with the
 venv's executables (the Python running this module and the ``grounding``
@@ -20,13 +20,15 @@ measured from spawn to exit. Commands:
 
 For each command one more run under ``-X importtime`` lists the biggest
 top-level imports, and one run reports which heavy packages (litellm, openai,
-trafilatura, lxml, httpx, pydantic) ended up imported. Results go to
-``--out`` as ``startup.json`` and ``startup.md``; progress goes to stderr.
+trafilatura, lxml, httpx, pydantic) ended up imported. ``--limit N`` caps
+the runs per command at N (a quick run). Results go to ``--out`` as
+``startup.json``, ``startup.md`` and ``startup-medians.png`` (median per
+command, whisker to the p90), with the seed and the environment; a progress
+bar goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -36,7 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import DEFAULT_OUT, loadavg, p90, versions
+from benchmarks.common import DEFAULT_OUT, SEED, environment, new_figure, progress, seed_everything, write_outputs
+from benchmarks.overhead import loadavg, p90
 
 HEAVY = ("litellm", "openai", "trafilatura", "lxml", "httpx", "pydantic", "aiohttp")
 
@@ -104,11 +107,16 @@ def heavy_loaded(python: str, probe: str, env: dict[str, str]) -> list[str]:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the bench extra
+        print(text, file=sys.stderr, flush=True)
+    else:
+        tqdm.write(text, file=sys.stderr)
 
 
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
-    v = report["versions"]
+def markdown(report: dict[str, Any]) -> str:
+    v = report.get("environment") or report["versions"]
     lines = [
         "# Startup",
         "",
@@ -119,7 +127,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"{v['platform']}  ",
         f"Load average before/after: {report['loadavg_before']} / {report['loadavg_after']}  ",
         f"{report['settings']['runs']} runs per command after a warm-up, fresh subprocesses, wall time from spawn "
-        "to exit; `LITELLM_LOCAL_MODEL_COST_MAP=True`.",
+        "to exit; `LITELLM_LOCAL_MODEL_COST_MAP=True`"
+        + (f"; seed {report['seed']}" if report.get("seed") is not None else "") + ".",
         "",
         "| command | median ms | p90 ms | min ms | max ms | heavy packages imported | biggest imports (-X importtime) |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
@@ -131,61 +140,95 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"| {row['max_ms']:.0f} | {', '.join(row['heavy_loaded']) or 'none'} | {top} |"
         )
     lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    path.write_text(markdown(report), encoding="utf-8")
+
+
+def medians_figure(report: dict[str, Any]) -> Any:
+    """Horizontal bars: each command's median wall time, whisker to its p90."""
+    rows = report["results"]
+    fig, ax = new_figure(7.0, 0.5 * len(rows) + 1.4)
+    y = list(range(len(rows)))
+    med = [r["median_ms"] for r in rows]
+    ax.barh(y, med, height=0.6, color="#1f77b4",
+            xerr=[[0] * len(rows), [r["p90_ms"] - r["median_ms"] for r in rows]], capsize=3)
+    for yi, m in zip(y, med):
+        ax.annotate(f"{m:.0f} ms", (m, yi), xytext=(4, -10), textcoords="offset points", fontsize=8)
+    ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"wall time from spawn to exit, ms (median of {report['settings']['runs']}, whisker to p90)")
+    ax.set_xlim(0, max((r["p90_ms"] for r in rows), default=1) * 1.15)  # room for the labels
+    ax.set_title("Start-up", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10, help="runs per command (default 10)")
+    ap.add_argument("--limit", type=int, default=None, help="quick run: at most N runs per command")
+    ap.add_argument("--seed", type=int, default=SEED, help=f"recorded (nothing here is random; default {SEED})")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = ap.parse_args(argv)
+    if args.limit is not None:
+        if args.limit < 1:
+            ap.error("--limit must be at least 1")
+        args.runs = min(args.runs, args.limit)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     python = sys.executable
     script = str(Path(python).with_name("grounding"))
     if not Path(script).exists():
         ap.error(f"no grounding script beside {python}; install the package (pip install -e .)")
+    seed = seed_everything(args.seed)
     env = _env()
     load_before = loadavg()
+    cmds = commands(python, script)
+    # Per command: a warm-up, the runs, one -X importtime run and one probe.
+    jobs = [(cmd, step) for cmd in cmds for step in ["warm-up", *range(args.runs), "imports", "probe"]]
     results = []
-    for cmd in commands(python, script):
-        _say(f"{cmd['label']}: warm-up ...")
-        time_once(cmd["argv"], env)
-        walls = []
-        for i in range(args.runs):
+    walls: list[float] = []
+    imports: dict[str, Any] = {}
+    for cmd, step in progress(jobs, total=len(jobs), desc="startup", unit="process"):
+        if step == "warm-up":
+            walls = []
+            time_once(cmd["argv"], env)
+        elif step == "imports":
+            imports = top_imports(cmd.get("importtime_argv") or [python, "-X", "importtime", *cmd["argv"][1:]], env)
+        elif step == "probe":
+            heavy = heavy_loaded(python, cmd["probe"], env)
+            row = {
+                "label": cmd["label"],
+                "argv": cmd["argv"],
+                "runs_ms": [round(w, 1) for w in walls],
+                "median_ms": round(statistics.median(walls), 1),
+                "p90_ms": round(p90(walls), 1),
+                "min_ms": round(min(walls), 1),
+                "max_ms": round(max(walls), 1),
+                "heavy_loaded": heavy,
+                "imports": imports,
+            }
+            results.append(row)
+            _say(f"{cmd['label']}: median {row['median_ms']:.0f} ms (p90 {row['p90_ms']:.0f}); "
+                 f"heavy packages imported: {', '.join(heavy) or 'none'}")
+        else:
             walls.append(time_once(cmd["argv"], env))
-            _say(f"  run {i + 1}/{args.runs}: {walls[-1]:.0f} ms")
-        imports = top_imports(cmd.get("importtime_argv") or [python, "-X", "importtime", *cmd["argv"][1:]], env)
-        heavy = heavy_loaded(python, cmd["probe"], env)
-        row = {
-            "label": cmd["label"],
-            "argv": cmd["argv"],
-            "runs_ms": [round(w, 1) for w in walls],
-            "median_ms": round(statistics.median(walls), 1),
-            "p90_ms": round(p90(walls), 1),
-            "min_ms": round(min(walls), 1),
-            "max_ms": round(max(walls), 1),
-            "heavy_loaded": heavy,
-            "imports": imports,
-        }
-        results.append(row)
-        _say(f"{cmd['label']}: median {row['median_ms']:.0f} ms (p90 {row['p90_ms']:.0f}); "
-             f"heavy packages imported: {', '.join(heavy) or 'none'}")
     report = {
+        "benchmark": "startup",
         "command": " ".join(["python -m benchmarks.startup", *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "versions": versions(),
+        "seed": seed,
+        "environment": environment(),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
-        "settings": {"runs": args.runs, "python": python, "script": script,
+        "settings": {"runs": args.runs, "limit": args.limit, "python": python, "script": script,
                      "env": {k: env.get(k) for k in ("LITELLM_LOCAL_MODEL_COST_MAP", "GROUNDING_ALLOW_PRIVATE_NETWORKS")}},
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / "startup.json"
-    json_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    write_markdown(args.out / "startup.md", report)
-    _say(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    write_outputs(args.out, "startup", report, markdown(report), {"medians": medians_figure(report)})
     return 0
 
 

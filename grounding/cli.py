@@ -1,4 +1,4 @@
-"""The command line: ``grounding ask "QUESTION"`` and ``grounding serve``.
+"""The command line: ``grounding ask "QUESTION"``, ``grounding serve`` and ``grounding bench``.
 
 Progress goes to stderr, the answer and its numbered sources to stdout;
 ``--json`` prints the ChatCompletion JSON alone. Errors are one line on stderr
@@ -42,7 +42,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--config", help="config file, YAML or JSON (default: $GROUNDING_CONFIG)")
+    sub.add_parser("bench", help="run a benchmark (from a clone): grounding bench list | NAME [--limit N] ...",
+                   description="Run the benchmark suite of a clone of the repository: the same as "
+                   "python -m benchmarks ARGS.", add_help=False)
     return parser
+
+
+def _bench(argv: list[str]) -> int:
+    """``grounding bench ...``: the suite in ``benchmarks/`` beside this package (a clone)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__main__.py").exists():
+        print("grounding: error: the benchmarks live in the repository; run this from an editable install "
+              "of a clone (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.__main__ import bench_main
+
+    return bench_main(argv)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -134,6 +153,9 @@ def _print_sources(meta) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``grounding`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        return _bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -94,3 +94,15 @@ def test_import_and_help_do_not_import_litellm():
     script = Path(sys.executable).with_name("grounding")  # the console script pip installed
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ask" in proc.stdout
+
+
+def test_bench_lists_and_runs_the_suite(tmp_path):
+    listed = run_cli("bench", "list")
+    assert listed.returncode == 0, listed.stderr
+    for name in ("search-modes", "extraction", "overhead", "routing", "startup", "offline"):
+        assert name in listed.stdout
+    unknown = run_cli("bench", "nope")
+    assert unknown.returncode == 2 and "unknown benchmark" in unknown.stderr and "Traceback" not in unknown.stderr
+    ran = run_cli("bench", "routing", "--limit", "50", "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "routing.json").exists() and (tmp_path / "routing.md").exists()
