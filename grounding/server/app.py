@@ -495,8 +495,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     """One line per record on stderr for the ``grounding.server`` loggers (unless logging is set up)."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("grounding.server").setLevel(level)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Our own lines at `level`; libraries (litellm logs every call at INFO) stay at warnings.
+    logging.getLogger("grounding").setLevel(level)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, Any] | str | None = None,
