@@ -483,20 +483,14 @@ def test_sqlite_unusable_path_is_a_clear_503(tmp_path: Path) -> None:
 def test_redis_two_replicas_share_routers(redis_url: str) -> None:
     replica_a = RedisRouterStore(redis_url)
     replica_b = RedisRouterStore(redis_url)
-    assert replica_b.refresh_s == 0.25
+    assert replica_b.refresh_s == 0.0  # the version is read on every call by default
     install(replica_b)
     assert get_routers().names() == []
     replica_a.put(router("shared"))
-    started = time.monotonic()
-    while "shared" not in get_routers():
-        assert time.monotonic() - started < replica_b.refresh_s + 0.5, "not propagated in time"
-        time.sleep(0.01)
+    assert "shared" in get_routers()  # the very next request on the other replica
     assert replica_b.get("shared") == replica_a.get("shared")
     replica_a.delete("shared")
-    started = time.monotonic()
-    while "shared" in get_routers():
-        assert time.monotonic() - started < replica_b.refresh_s + 0.5, "delete not propagated in time"
-        time.sleep(0.01)
+    assert "shared" not in get_routers()
 
 
 def test_redis_refresh_window_and_own_writes(redis_url: str) -> None:

@@ -63,10 +63,10 @@ changes (unchanged routers are not recompiled). When a change is seen:
 - SQLite and memory: the version is read on every ``get_routers()`` call (a
   few microseconds), so a change applies to the very next request in every
   process.
-- Redis: the version is read at most every ``refresh_s`` (0.25 s), so a
-  change applies on every replica within 250 ms (the next request after
-  that); on the replica that made the change, at once (a write through a store
-  object is seen by the ``install`` of that object immediately).
+- Redis: the version is read (one ``GET``, ~0.1–0.3 ms on a LAN) on every
+  ``get_routers()`` call by default, so a change applies to the next request
+  on every replica; ``refresh_s`` > 0 trades that for fewer round trips (a
+  change then reaches the other replicas within ``refresh_s``).
 
 If the store stops answering, requests keep the routers last read from it (a
 warning is logged once) and the store is asked again after ``retry_s`` (1 s),
@@ -87,8 +87,8 @@ to ``refresh_s`` after a change, replicas that have not read it yet still use
 the old weights).
 
 ``get_routers()`` runs in the request path (on the event loop in the server):
-with Redis that is one ``GET`` round trip at most every ``refresh_s`` per
-process, and a ``MULTI`` read of every router when the version changed. The
+with Redis that is one ``GET`` round trip per call (at most one every
+``refresh_s`` when that is set), and a ``MULTI`` read of every router when the version changed. The
 CRUD methods block on I/O; call them from a worker thread in async code.
 """
 from __future__ import annotations
@@ -514,7 +514,7 @@ class RedisRouterStore(_Store):
     """
 
     backend = "redis"
-    refresh_s = 0.25
+    refresh_s = 0.0
 
     def __init__(self, url: str, *, key: str = "grounding:routers", timeout_s: float = 0.25,
                  refresh_s: float | None = None, client: Any = None, protect_config_routers: bool = True) -> None:
@@ -816,7 +816,7 @@ def install(store: RouterStore | None, *, refresh_s: float | None = None, retry_
     """Serve the config's routers plus ``store``'s from :func:`grounding.routing.routers.get_routers`.
 
     The store's version is checked at most every ``refresh_s`` seconds
-    (default: the store's ``refresh_s``: 0 for SQLite and memory, 0.25 for
+    (default: the store's ``refresh_s``: 0 for SQLite, memory and
     Redis), and at once after a write through ``store`` itself; the routers are
     rebuilt only when it changed. While the store is unreachable the last
     routers read from it are kept and it is retried after ``retry_s``, then
