@@ -3,7 +3,8 @@
 Usage::
 
     python -m benchmarks.extraction [--limit N] [--out DIR] [--dataset wcxb|scrapinghub|all]
-                                    [--extractor NAME] [--save-text]
+                                    [--extractor NAME] [--save-text] [--seed N]
+    python -m benchmarks.extraction --compare [--extractors A,B,...] [--limit N] [--out DIR]
 
 ``--extractor`` picks what is measured (default: ``default``, the library's
 ``providers.extract.extract``):
@@ -16,6 +17,12 @@ Usage::
 ``traf:KEY=VAL,...``
     ``trafilatura.extract`` with those options (e.g.
     ``traf:favor_recall=1,include_tables=0,output_format=markdown``).
+``trafilatura-defaults``
+    ``trafilatura.extract(html, url=url)`` with every option at its default
+    (comments included).
+``readability``, ``justext``, ``html-text``
+    readability-lxml, jusText and html-text, called as their published
+    evaluations call them (see :mod:`benchmarks.extractors`).
 ``rs-trafilatura``
     the rs-trafilatura crate through the ``trafipy`` bindings, when installed
     (wheels for Python >= 3.12 only; rs-trafilatura's own PyPI package is an
@@ -24,9 +31,23 @@ Usage::
     any function ``FUNC(html_bytes, url)`` returning an object with ``text``
     (and ``title``) or a string.
 
+``--compare`` runs each extractor of ``--extractors`` (default: ``default``,
+``trafilatura-defaults``, ``readability``, ``justext``, ``html-text``) as
+``python -m benchmarks.extraction --extractor NAME`` in a fresh process, so
+that each one's peak RSS is its own, keeps their reports in
+``<out>/extraction-compare-runs/`` and writes ``extraction-compare.json``,
+``extraction-compare.md`` (a table per dataset: F1, P, R, F1 per WCXB page
+type, pages/s wall and per CPU-second, peak RSS, published figures) and two
+plots: ``extraction-compare-wcxb_by_type.png`` (F1 by page type, a bar per
+extractor) and ``extraction-compare-f1_vs_speed.png`` (F1 against pages per
+CPU-second, both datasets). An entry may be ``NAME=VALUE`` to show VALUE
+under NAME, e.g. ``previous=old_extract:extract`` for a copy of an older
+``providers/extract.py`` on ``PYTHONPATH``; separate entries by ``;`` when
+one has commas (``traf:favor_recall=1,include_tables=0``).
+
 What is reported, per dataset, into ``--out`` (``benchmarks/out/`` by default)
-as ``extraction-<label>.json`` (summary and per-page scores) and
-``extraction-<label>.md``:
+as ``extraction-<label>.json`` (summary, per-page scores, versions, seed),
+``extraction-<label>.md`` and ``extraction-<label>-wcxb_by_type.png``:
 
 * WCXB dev: mean word-level F1 (and P, R) overall and per page type, with the
   benchmark's own rule for pages whose gold ``main_content`` is empty (1.0 if
@@ -37,8 +58,9 @@ as ``extraction-<label>.json`` (summary and per-page scores) and
   :mod:`benchmarks.scoring`), ± bootstrap standard deviations.
 * speed: pages/s of the extraction calls alone, in one process, with every
   page read and decompressed beforehand and one warm-up call before timing;
-  both wall clock and per CPU-second of the process (the latter barely moves
-  when other work shares the machine).
+  both wall clock and per CPU-second of the process (the latter moves less
+  when other work shares the machine, but still ~10-20 % on 2 busy cores:
+  compare extractors run back to back, and see the load averages recorded).
 * memory: peak RSS (VmHWM, reset before each dataset where the kernel allows)
   and its growth over the RSS with all pages loaded.
 * titles (WCXB): how often the extracted title equals the annotated one
@@ -52,7 +74,6 @@ import gzip
 import importlib
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -120,6 +141,13 @@ def make_extractor(name: str) -> tuple[ExtractFn, dict[str, Any]]:
                 return None, ""
 
         return run, {"function": "trafilatura.extract", "options": opts, "input": "bytes"}
+
+    from benchmarks.extractors import ADAPTERS
+
+    if name in ADAPTERS:
+        adapter = ADAPTERS[name]
+        doc = (adapter.__doc__ or "").strip().splitlines()[0]
+        return adapter, {"function": f"benchmarks.extractors.{adapter.__name__}", "call": doc, "input": "bytes"}
 
     if name == "rs-trafilatura":
         # rs-trafilatura itself is an sdist that needs crates.io to build; trafipy
@@ -359,7 +387,9 @@ def score_wcxb(pages: list[Page], results) -> tuple[dict[str, Any], list[dict[st
     return summary, rows
 
 
-def score_scrapinghub(pages: list[Page], results, n_bootstrap: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_scrapinghub(
+    pages: list[Page], results, n_bootstrap: int, seed: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     tp_fp_fns = []
     accs = []
     rows = []
@@ -378,29 +408,29 @@ def score_scrapinghub(pages: list[Page], results, n_bootstrap: int) -> tuple[dic
         )
     m = scoring.shingle_metrics(tp_fp_fns)
     m["accuracy"] = scoring.mean(accs)
-    m.update(scoring.shingle_bootstrap_std(tp_fp_fns, accs, n_bootstrap=n_bootstrap))
+    m.update(scoring.shingle_bootstrap_std(tp_fp_fns, accs, n_bootstrap=n_bootstrap, seed=seed))
     summary = {k: round(v, 4) for k, v in m.items()}
     summary["pages"] = len(pages)
     summary["n_bootstrap"] = n_bootstrap
+    summary["bootstrap_seed"] = seed
     return summary, rows
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+#: Packages whose versions every report records (besides environment()'s own).
+VERSION_PACKAGES = ("readability-lxml", "justext", "html-text", "matplotlib", "tqdm", "htmldate",
+                    "charset-normalizer", "trafipy")
 
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("trafilatura", "lxml", "justext", "htmldate", "trafipy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
+
+def _versions() -> dict[str, Any]:
+    from benchmarks.common import environment
+
+    out = environment(VERSION_PACKAGES)
     try:
         from lxml import etree
 
         out["libxml2"] = ".".join(map(str, etree.LIBXML_VERSION))
     except Exception:
         pass
-    out["cpus"] = str(os.cpu_count())
     return out
 
 
@@ -423,7 +453,7 @@ def _speed(results, cpu_seconds: float) -> dict[str, float]:
     }
 
 
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
+def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Extraction benchmark: `{report['extractor']}`", ""]
     lines.append(f"Command: `{report['command']}`  ")
     lines.append(f"Date: {report['date']}  ")
@@ -432,7 +462,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"Versions: Python {v.get('python')}, trafilatura {v.get('trafilatura')}, lxml {v.get('lxml')} "
         f"(libxml2 {v.get('libxml2')}), {v.get('cpus')} CPUs  "
     )
-    lines.append(f"Settings: `{json.dumps(report['settings'], sort_keys=True)}`")
+    lines.append(f"Settings: `{json.dumps(report['settings'], sort_keys=True)}`  ")
+    lines.append(f"Seed: {report.get('seed')} (scrapinghub bootstrap); limit: {report.get('limit')}")
     lines.append("")
     w = report.get("wcxb")
     if w:
@@ -488,22 +519,313 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"{mem['rss_with_pages_loaded_mib']} MiB with all pages loaded",
             "",
         ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- figures
+
+
+def single_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """One extractor's plots: WCXB F1 / precision / recall by page type."""
+    w = report.get("wcxb")
+    if not w:
+        return {}
+    from benchmarks.common import new_figure
+
+    s = w["summary"]
+    groups = [("all", s["overall"])] + list(s["by_type"].items())
+    fig, ax = new_figure(8.0, 4.0)
+    x = list(range(len(groups)))
+    for i, (metric, color) in enumerate((("f1", "#1f77b4"), ("precision", "#ff7f0e"), ("recall", "#2ca02c"))):
+        ax.bar([xi + (i - 1) * 0.27 for xi in x], [g[metric] for _n, g in groups], width=0.27, label=metric, color=color)
+    ax.set_xticks(x, [f"{n}\n({g['pages']})" for n, g in groups], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("word-level score (mean over pages)")
+    ax.set_title(f"WCXB dev, {report['extractor']}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    return {"wcxb_by_type": fig}
+
+
+# ------------------------------------------------------------------- compare
+
+#: What ``--compare`` runs unless ``--extractors`` says otherwise.
+COMPARE_EXTRACTORS = ("default", "trafilatura-defaults", "readability", "justext", "html-text")
+
+#: Published figures (shared/data/README.md, shared/data/wcxb/WCXB-README.md) for the
+#: systems the compared extractors are, by ``--extractor`` name. WCXB does not say
+#: which Readability it ran, nor trafilatura's release or options; scrapinghub's
+#: trafilatura figure is its release 2.0.
+PUBLISHED: dict[str, dict[str, Any]] = {
+    "trafilatura": {"wcxb": 0.791, "scrapinghub": 0.958},
+    "trafilatura-defaults": {"wcxb": 0.791, "scrapinghub": 0.958},
+    "readability": {"wcxb": 0.675, "scrapinghub": 0.922},
+    "justext": {"wcxb": 0.707, "scrapinghub": 0.804},
+    "html-text": {"wcxb": None, "scrapinghub": 0.665},
+    "rs-trafilatura": {"wcxb": 0.859, "scrapinghub": None},
+}
+
+
+def _compact(report: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The figures of one extractor's report that the comparison shows."""
+    out: dict[str, Any] = {"settings": report.get("settings"), "report": str(path)}
+    w = report.get("wcxb")
+    if w:
+        s = w["summary"]
+        out["wcxb"] = {
+            "overall": s["overall"],
+            "by_type": s["by_type"],
+            "f1_on_nonempty_gold": s["f1_on_nonempty_gold"],
+            "empty_extractions_on_nonempty_gold": s["empty_extractions_on_nonempty_gold"],
+            "title_exact_match": s["title_exact_match"],
+            "speed": w["speed"],
+            "memory": w["memory"],
+        }
+    sh = report.get("scrapinghub")
+    if sh:
+        out["scrapinghub"] = {"summary": sh["summary"], "speed": sh["speed"], "memory": sh["memory"]}
+    return out
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def render_compare_markdown(report: dict[str, Any]) -> str:
+    v = report["environment"]
+    res = report["extractors"]
+    lines = [
+        "# Extraction: the library's extractor against the others",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}  ",
+        f"Versions: Python {v.get('python')}, trafilatura {v.get('trafilatura')}, "
+        f"readability-lxml {v.get('readability-lxml')}, justext {v.get('justext')}, html-text {v.get('html-text')}, "
+        f"lxml {v.get('lxml')} (libxml2 {v.get('libxml2')}); {v.get('cpus')} CPUs, load average {v.get('loadavg')}  ",
+        f"Seed: {report['seed']}; limit: {report['limit']}; each extractor ran in its own process "
+        "(so peak RSS is its own); per-extractor reports in "
+        f"`{report['runs_dir']}`",
+        "",
+        "Extractors:",
+        "",
+    ]
+    for n, r in res.items():
+        st = r.get("settings") or {}
+        what = st.get("call") or st.get("function") or "?"
+        if st.get("options"):
+            what += f" with `{json.dumps(st['options'], sort_keys=True)}`"
+        lines.append(f"- `{n}`: {what.rstrip('.')}")
+    lines.append("")
+    failed = report.get("failed") or {}
+    if failed:
+        lines += [f"Failed: {', '.join(f'`{n}` (exit {c})' for n, c in failed.items())}", ""]
+    wc = {n: r["wcxb"] for n, r in res.items() if "wcxb" in r}
+    if wc:
+        types: list[str] = list(next(iter(wc.values()))["by_type"])
+        pages = next(iter(wc.values()))["overall"]["pages"]
+        lines += [
+            f"## WCXB dev ({pages} pages)",
+            "",
+            "Word-level F1 / precision / recall (lowercased `\\w+` multisets), mean over pages "
+            "(empty gold: 1 if the extraction is empty too, else 0); F1 per page type; speed of the "
+            "extraction calls only; peak RSS of the extractor's process with all pages loaded "
+            "(growth: over the RSS before the first page).",
+            "",
+            "| extractor | F1 | P | R | " + " | ".join(types) + " | pages/s | pages/CPU-s | peak RSS MiB | growth MiB | published F1 |",
+            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in types) + " | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for n, w in wc.items():
+            o = w["overall"]
+            per = " | ".join(_fmt(w["by_type"].get(t, {}).get("f1")) for t in types)
+            lines.append(
+                f"| `{n}` | **{o['f1']:.3f}** | {o['precision']:.3f} | {o['recall']:.3f} | {per} | "
+                f"{w['speed']['pages_per_second']:.1f} | {w['speed']['pages_per_cpu_second']:.1f} | "
+                f"{w['memory']['peak_rss_mib']:.0f} | {w['memory']['peak_rss_growth_mib']:.0f} | "
+                f"{_fmt((PUBLISHED.get(n) or {}).get('wcxb'))} |"
+            )
+        lines.append("")
+    shs = {n: r["scrapinghub"] for n, r in res.items() if "scrapinghub" in r}
+    if shs:
+        pages = next(iter(shs.values()))["summary"]["pages"]
+        lines += [
+            f"## scrapinghub ({pages} articles)",
+            "",
+            "4-token shingle F1 as the benchmark defines it (harmonic mean of mean precision and mean "
+            "recall; ± = std over bootstrap resamples of the articles).",
+            "",
+            "| extractor | F1 | P | R | accuracy | pages/s | pages/CPU-s | peak RSS MiB | growth MiB | published F1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for n, r in shs.items():
+            s = r["summary"]
+            lines.append(
+                f"| `{n}` | **{s['f1']:.3f}** ± {s.get('f1_std', 0):.3f} | {s['precision']:.3f} | {s['recall']:.3f} | "
+                f"{s['accuracy']:.3f} | {r['speed']['pages_per_second']:.1f} | {r['speed']['pages_per_cpu_second']:.1f} | "
+                f"{r['memory']['peak_rss_mib']:.0f} | {r['memory']['peak_rss_growth_mib']:.0f} | "
+                f"{_fmt((PUBLISHED.get(n) or {}).get('scrapinghub'))} |"
+            )
+        lines.append("")
+    loads = [
+        f"`{n}` {r['loadavg_before_after'][0][0]}→{r['loadavg_before_after'][1][0]}"
+        for n, r in res.items()
+        if r.get("loadavg_before_after") and all(r["loadavg_before_after"])
+    ]
+    if loads:
+        lines += ["1-minute load average before → after each run (2 cores shared with other work): "
+                  + ", ".join(loads) + ".", ""]
+    lines += [
+        "Published: WCXB dev from `shared/data/wcxb/WCXB-README.md` (Readability's implementation and "
+        "trafilatura's release and options not stated; html-text not evaluated there), scrapinghub from "
+        "`shared/data/README.md` (trafilatura 2.0, readability-lxml, jusText, html-text).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def compare_figures(report: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.common import new_figure
+
+    res = report["extractors"]
+    figs: dict[str, Any] = {}
+    wc = {n: r["wcxb"] for n, r in res.items() if "wcxb" in r}
+    if wc:
+        types = ["all"] + list(next(iter(wc.values()))["by_type"])
+        fig, ax = new_figure(10.0, 4.2)
+        k = len(wc)
+        width = 0.8 / k
+        for i, (n, w) in enumerate(wc.items()):
+            vals = [w["overall"]["f1"]] + [w["by_type"].get(t, {}).get("f1", 0.0) for t in types[1:]]
+            ax.bar([x + (i - (k - 1) / 2) * width for x in range(len(types))], vals, width=width, label=n)
+        ax.set_xticks(range(len(types)), types, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("word-level F1 (mean over pages)")
+        ax.set_title("WCXB dev: F1 by page type", fontsize=10)
+        ax.legend(fontsize=7, ncol=min(k, 5), loc="lower left")
+        ax.grid(axis="y", alpha=0.3)
+        figs["wcxb_by_type"] = fig
+
+    fig, ax = new_figure(7.5, 4.8)
+    colors = {n: f"C{i % 10}" for i, n in enumerate(res)}
+    for dataset, marker, f1_of in (
+        ("wcxb", "o", lambda r: r["overall"]["f1"]),
+        ("scrapinghub", "^", lambda r: r["summary"]["f1"]),
+    ):
+        pts = [(n, r[dataset]["speed"]["pages_per_cpu_second"], f1_of(r[dataset])) for n, r in res.items() if dataset in r]
+        for n, x, y in pts:
+            ax.scatter([x], [y], marker=marker, s=45, color=colors[n])
+            ax.annotate(n, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points", color=colors[n])
+    from matplotlib.lines import Line2D
+
+    ax.legend(
+        handles=[Line2D([], [], marker="o", ls="", color="gray", label="WCXB dev (word F1)"),
+                 Line2D([], [], marker="^", ls="", color="gray", label="scrapinghub (shingle F1)")],
+        fontsize=8, loc="upper right",
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("pages per CPU-second (log scale)")
+    ax.set_ylabel("F1 (as each benchmark defines it)")
+    ax.set_title("F1 against speed (one colour per extractor)", fontsize=10)
+    ax.grid(alpha=0.3)
+    figs["f1_vs_speed"] = fig
+    return figs
+
+
+def run_compare(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Every extractor of ``--extractors`` in its own process; one report comparing them."""
+    import subprocess
+
+    from benchmarks.common import progress, seed_everything, write_outputs
+    from benchmarks.overhead import loadavg
+
+    seed_everything(args.seed)
+    specs: dict[str, str] = {}  # shown name -> --extractor value
+    for item in filter(None, (n.strip() for n in args.extractors.split(";" if ";" in args.extractors else ","))):
+        alias, sep, spec = item.partition("=")
+        if sep and ":" not in alias:  # "NAME=SPEC"; "traf:K=V" has its colon first
+            specs[alias.strip()] = spec.strip()
+        else:
+            specs[item] = item
+    names = list(specs)
+    runs_dir = args.out / "extraction-compare-runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    results: dict[str, Any] = {}
+    failed: dict[str, int] = {}
+    for name in progress(names, desc="extractors", unit="extractor"):
+        label = _label(name)
+        json_path = runs_dir / f"extraction-{label}.json"
+        json_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "benchmarks.extraction", "--extractor", specs[name], "--label", label,
+               "--out", str(runs_dir), "--data", str(args.data), "--dataset", args.dataset,
+               "--n-bootstrap", str(args.n_bootstrap), "--seed", str(args.seed)]
+        if args.limit is not None:
+            cmd += ["--limit", str(args.limit)]
+        print(f"\n[compare] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        load_before = loadavg()
+        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        if rc != 0 or not json_path.exists():
+            failed[name] = rc
+            continue
+        results[name] = _compact(json.loads(json_path.read_text(encoding="utf-8")), json_path)
+        # others' work on the machine moves wall-clock speed (and some of CPU-second speed)
+        results[name]["loadavg_before_after"] = [load_before, loadavg()]
+        results[name]["extractor"] = specs[name]
+    report: dict[str, Any] = {
+        "benchmark": "extraction-compare",
+        "command": ("python -m benchmarks.extraction " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "environment": _versions(),
+        "seed": args.seed,
+        "limit": args.limit,
+        "dataset": args.dataset,
+        "runs_dir": str(runs_dir),
+        "published": PUBLISHED,
+        "extractors": results,
+        "failed": failed,
+    }
+    write_outputs(args.out, "extraction-compare", report, render_compare_markdown(report), compare_figures(report))
+    for n, r in results.items():
+        parts = [n]
+        if "wcxb" in r:
+            parts.append(f"wcxb F1 {r['wcxb']['overall']['f1']:.3f} ({r['wcxb']['speed']['pages_per_cpu_second']} p/CPU-s)")
+        if "scrapinghub" in r:
+            parts.append(f"scrapinghub F1 {r['scrapinghub']['summary']['f1']:.3f}")
+        print("[compare] " + ", ".join(parts), file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.common import SEED, seed_everything, write_outputs
+
     ap = argparse.ArgumentParser(prog="python -m benchmarks.extraction", description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N pages of each dataset")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"shared data folder (default {DEFAULT_DATA})")
     ap.add_argument("--dataset", choices=("wcxb", "scrapinghub", "all"), default="all")
-    ap.add_argument("--extractor", default="default", help="default | trafilatura | traf:K=V,... | rs-trafilatura | MODULE:FUNC")
+    ap.add_argument("--extractor", default="default",
+                    help="default | trafilatura | trafilatura-defaults | traf:K=V,... | readability | justext | "
+                         "html-text | rs-trafilatura | MODULE:FUNC")
+    ap.add_argument("--compare", action="store_true",
+                    help="run every extractor of --extractors, each in its own process, and compare them")
+    ap.add_argument("--extractors", default=",".join(COMPARE_EXTRACTORS),
+                    help="for --compare: --extractor values separated by commas (by semicolons when one "
+                         "of them has a comma, like traf:K=V,K=V), each optionally NAME=VALUE to name it "
+                         f"in the tables (default {','.join(COMPARE_EXTRACTORS)})")
     ap.add_argument("--label", default=None, help="name of the output files (default: from --extractor)")
     ap.add_argument("--n-bootstrap", type=int, default=1000, help="scrapinghub bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=SEED, help=f"seed of the bootstrap resamples (default {SEED})")
     ap.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations (slows the run)")
     ap.add_argument("--save-text", action="store_true", help="also write every extraction to <label>.texts.jsonl")
     args = ap.parse_args(argv)
 
+    if args.compare:
+        return run_compare(args, argv)
+
+    seed_everything(args.seed)
     fn, settings = make_extractor(args.extractor)
     label = args.label or _label(args.extractor)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -513,6 +835,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "versions": _versions(),
         "settings": settings,
+        "seed": args.seed,
         "limit": args.limit,
     }
     texts = [] if args.save_text else None
@@ -537,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset in ("scrapinghub", "all"):
         pages = load_scrapinghub(args.data, args.limit)
         results, mem = run_pages(fn, pages, "scrapinghub", args.tracemalloc)
-        summary, rows = score_scrapinghub(pages, results, args.n_bootstrap)
+        summary, rows = score_scrapinghub(pages, results, args.n_bootstrap, args.seed)
         report["scrapinghub"] = {"summary": summary, "speed": _speed(results, mem.pop("cpu_seconds")), "memory": mem, "pages": rows}
         if texts is not None:
             texts += [{"dataset": "scrapinghub", "id": p.id, "title": r[0], "text": r[1]} for p, r in zip(pages, results)]
@@ -549,14 +872,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
 
-    json_path = args.out / f"extraction-{label}.json"
-    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    write_markdown(args.out / f"extraction-{label}.md", report)
+    write_outputs(args.out, f"extraction-{label}", report, render_markdown(report), single_figures(report))
     if texts is not None:
         with open(args.out / f"extraction-{label}.texts.jsonl", "w", encoding="utf-8") as f:
             for t in texts:
                 f.write(json.dumps(t, ensure_ascii=False) + "\n")
-    print(f"wrote {json_path} and {json_path.with_suffix('.md')}", file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,14 @@ scrapinghub articles; ``python -m benchmarks.extraction``, figures in
    plain-text mode, rendered as Markdown (headings, lists, tables and code
    blocks keep their shape, paragraphs are separated by blank lines) without
    trafilatura's backslash escapes;
-4. if that finds nothing, one more pass in ``favor_recall`` mode.
+4. recall fallback: when that keeps less than half of the page's words (or
+   nothing), one more pass in ``favor_recall`` mode (``fast``: without the
+   readability/jusText comparison the first pass made), kept if it has at
+   least 1.2 times the words. On WCXB dev this lifts word F1 from 0.823 to
+   0.831 (every page type gains; recall 0.844 -> 0.859, precision 0.859 ->
+   0.856; paired 95 % interval of the gain +0.004..+0.011); on scrapinghub
+   one article of 181 changes (0.960 -> 0.959). The price: the check and
+   the second pass (run on ~37 % of WCXB pages) cost ~20-28 % more CPU.
 
 trafilatura's own metadata pass is not run: its date search (htmldate) cost
 more than the text extraction itself and only the title is kept here.
@@ -58,8 +65,19 @@ _MAIN_OPTIONS: dict[str, Any] = {
     "deduplicate": False,
     "with_metadata": False,
 }
-# The second pass, only when the main one finds no text.
-_FALLBACK_OPTIONS: dict[str, Any] = {**_MAIN_OPTIONS, "favor_recall": True}
+# The second pass, only when the main one keeps little of the page (see _extract):
+# recall mode without trafilatura's readability/jusText comparison, which the main
+# pass has already made (faster, and it scored better as the fallback).
+_FALLBACK_OPTIONS: dict[str, Any] = {**_MAIN_OPTIONS, "favor_recall": True, "fast": True}
+# The second pass runs when the main one has fewer than this share of the page's words...
+_RECALL_PAGE_SHARE = 0.5
+# ...and replaces it when it has at least this many times the main pass's words.
+_RECALL_MIN_GAIN = 1.2
+# The page's words: the text of <body> outside scripts, styles and templates.
+_PAGE_TEXT_XPATH = (
+    "//body//text()[not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::template)]"
+)
+_WORD_RE = re.compile(r"\w+")
 # trafilatura's own cap (MAX_FILE_SIZE in its settings.cfg).
 _MAX_INPUT_BYTES = 20_000_000
 
@@ -67,7 +85,11 @@ _MAX_INPUT_BYTES = 20_000_000
 SETTINGS: dict[str, Any] = {
     "backend": "trafilatura",
     "main_pass": dict(_MAIN_OPTIONS),
-    "fallback_when_empty": dict(_FALLBACK_OPTIONS),
+    "recall_fallback": {
+        "options": dict(_FALLBACK_OPTIONS),
+        "runs_when": f"main pass has no words or < {_RECALL_PAGE_SHARE} x the page's words (<body> text, no scripts/styles)",
+        "kept_when": f"it has >= {_RECALL_MIN_GAIN} x the main pass's words (and some)",
+    },
     "output": "Markdown rendering of the extracted tree (trafilatura.xml.xmltotxt), escapes removed",
     "title": "single <h1> unless it is the site name, else og:title/<title> minus the site name",
 }
@@ -238,6 +260,18 @@ def _unescape_markdown(text: str) -> str:
     return "\n".join(out)
 
 
+def _words(text: str) -> int:
+    return len(_WORD_RE.findall(text))
+
+
+def _page_words(tree: Any) -> int:
+    """How many words the page shows (its ``<body>`` text outside scripts and styles)."""
+    try:
+        return sum(_words(t) for t in tree.xpath(_PAGE_TEXT_XPATH))
+    except Exception:
+        return 0
+
+
 def _run_trafilatura(tree: Any, url: str | None, options: dict[str, Any]) -> str:
     import trafilatura
 
@@ -284,8 +318,17 @@ def _extract(html: str | bytes, url: str | None) -> Extracted:
         title = None
     title = title or html_title(html)
     text = _run_trafilatura(tree, url, _MAIN_OPTIONS)
-    if not text.strip():
-        text = _run_trafilatura(tree, url, _FALLBACK_OPTIONS)
+    # Recall fallback: balanced mode sometimes keeps one block of a page whose
+    # content is spread over many (listings, forum threads, service pages,
+    # long articles cut at a widget). When it kept little of the page, recall
+    # mode gets a say, and wins if it finds clearly more. (bare_extraction
+    # copies the tree it is given, so the tree is still the whole page here.)
+    n = _words(text)
+    if n == 0 or n < _RECALL_PAGE_SHARE * _page_words(tree):
+        recall = _run_trafilatura(tree, url, _FALLBACK_OPTIONS)
+        n_recall = _words(recall)
+        if n_recall > 0 and n_recall >= _RECALL_MIN_GAIN * n:
+            text = recall
     return Extracted(title=title, text=_tidy(text))
 
 
