@@ -267,19 +267,27 @@ def _serve_fakes(conn: Any) -> None:
 
 class SubprocessFakes:
     """The same fakes, started in a child process (spawned), so their CPU time
-    and their threads stay out of the measured process."""
+    and their threads stay out of the measured process.
+
+    Subclasses serve other fakes by overriding :attr:`serve` (a module-level
+    function taking the pipe, answering ``(command, args)`` messages, whose
+    first message is a ``hello`` dict with ``llm_url`` and ``env``).
+    """
+
+    serve = staticmethod(_serve_fakes)
+    process_name = "grounding-bench-fakes"
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_fakes, args=(child,), name="grounding-bench-fakes", daemon=True)
+        self._proc = ctx.Process(target=self.serve, args=(child,), name=self.process_name, daemon=True)
         self._proc.start()
         if not self._conn.poll(120):
             self._proc.kill()
             raise RuntimeError("the fake servers did not start")
-        hello = self._conn.recv()
-        self.llm_url: str = hello["llm_url"]
-        self.env: dict[str, str] = hello["env"]
+        self.hello: dict[str, Any] = self._conn.recv()
+        self.llm_url: str = self.hello["llm_url"]
+        self.env: dict[str, str] = self.hello["env"]
 
     def _ask(self, cmd: str, *args: Any) -> Any:
         self._conn.send((cmd, args))

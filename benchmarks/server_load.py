@@ -85,7 +85,6 @@ import collections
 import contextlib
 import json
 import math
-import multiprocessing
 import os
 import random
 import secrets
@@ -100,7 +99,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import DEFAULT_OUT, QUESTION, loadavg, spread
+from benchmarks.overhead import DEFAULT_OUT, QUESTION, SubprocessFakes, loadavg, spread
 
 NAME = "server-load"
 ENGINE = "searxng"
@@ -207,48 +206,27 @@ def _serve_load_fakes(conn: Any) -> None:
         fakes.close()
 
 
-class LoadFakes:
-    """The fakes in a spawned child process (their CPU and threads stay out of the others)."""
+class LoadFakes(SubprocessFakes):
+    """The fakes in a spawned child process (their CPU and threads stay out of the others),
+    with chunk pacing and a count of the model's turns; safe to ask from several threads."""
+
+    serve = staticmethod(_serve_load_fakes)
+    process_name = "grounding-bench-load-fakes"
 
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_load_fakes, args=(child,), name="grounding-bench-load-fakes",
-                                 daemon=True)
-        self._proc.start()
-        if not self._conn.poll(120):
-            self._proc.kill()
-            raise RuntimeError("the fake servers did not start")
-        hello = self._conn.recv()
-        self.llm_url: str = hello["llm_url"]
-        self.env: dict[str, str] = hello["env"]
-        self.pid: int = hello["pid"]
+        super().__init__()
+        self.pid: int = self.hello["pid"]
         self._lock = threading.Lock()
 
     def _ask(self, cmd: str, *args: Any) -> Any:
         with self._lock:
-            self._conn.send((cmd, args))
-            return self._conn.recv()
+            return super()._ask(cmd, *args)
 
-    def hits(self, query: str, n: int) -> list[str]:
-        return self._ask("hits", query, n)
-
-    def configure(self, lat: Latencies, pages: dict[str, float]) -> None:
+    def configure(self, lat: Latencies, pages: dict[str, float]) -> None:  # type: ignore[override]
         self._ask("configure", lat.model_ms, lat.chunk_ms, lat.search_ms, dict(pages))
-
-    def cpu_seconds(self) -> float:
-        return self._ask("cpu")
 
     def turns(self) -> list[tuple[str, int]]:
         return [tuple(t) for t in self._ask("turns")]  # type: ignore[misc]
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.send(("stop", ()))
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
 
 
 def configure(fakes: LoadFakes, lat: Latencies, question: str = QUESTION) -> dict[str, float]:
