@@ -47,7 +47,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class LiveServer:
+class _Address:
+    """Where a started server listens (``host`` and ``port`` set by the subclass)."""
+
+    host: str
+    port: int | None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI SDK's ``base_url``: ``{url}/v1``."""
+        return f"{self.url}/v1"
+
+
+class LiveServer(_Address):
     """``app`` served by uvicorn in a daemon thread (its own event loop) on 127.0.0.1.
 
     The listening socket is bound before the thread starts, so :attr:`url`
@@ -67,18 +86,6 @@ class LiveServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI SDK's ``base_url``: ``{url}/v1``."""
-        return f"{self.url}/v1"
 
     def start(self) -> Self:
         import uvicorn
@@ -135,7 +142,7 @@ class LiveServer:
         self.stop()
 
 
-class ServeProcess:
+class ServeProcess(_Address):
     """``grounding serve`` in a subprocess (a replica of its own).
 
     ``env`` is added to this process's environment (``GROUNDING_*`` keys, provider
@@ -155,16 +162,6 @@ class ServeProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.output = ""
         self._log: Any = None
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
 
     def command(self) -> list[str]:
         argv = [sys.executable, "-m", "grounding.cli", "serve", "--host", self.host, "--port", str(self.port)]
