@@ -41,7 +41,7 @@ with more pages than slots, the last pages wait for a slot.
 Where the rest goes (``breakdown``) comes from ``response.metadata`` timings
 and a timeline recorded by thin wrappers (microseconds each) around
 ``grounding.llm.acompletion`` (when each model call starts),
-``Fetcher.fetch`` and ``grounding.loop.extract``:
+``Fetcher.fetch`` and ``grounding.gather.extract``:
 
 ``pre``          before the first model call: validation, model resolution
 ``turns``        model turns beyond the model latency (litellm + HTTP + parsing;
@@ -327,15 +327,15 @@ def _traced() -> Iterator[_Trace]:
     """Record when each model call starts, and when each page fetch and extraction runs.
 
     Thin wrappers around ``grounding.llm.acompletion``, ``Fetcher.fetch`` and
-    ``grounding.loop.extract`` (the names the loop looks up at call time).
+    ``grounding.gather.extract`` (the names the loop looks up at call time).
     """
     import grounding.llm
-    import grounding.loop
+    import grounding.gather
     from providers.fetch import Fetcher
 
     trace = _Trace()
     real_acompletion = grounding.llm.acompletion
-    real_extract = grounding.loop.extract
+    real_extract = grounding.gather.extract
     real_fetch = Fetcher.fetch
     real_init = Fetcher.__init__
     init_signature = inspect.signature(real_init)
@@ -364,14 +364,14 @@ def _traced() -> Iterator[_Trace]:
             trace.extracts.append((url, t, time.perf_counter()))
 
     grounding.llm.acompletion = acompletion
-    grounding.loop.extract = extract
+    grounding.gather.extract = extract
     Fetcher.fetch = fetch  # type: ignore[method-assign]
     Fetcher.__init__ = init  # type: ignore[method-assign]
     try:
         yield trace
     finally:
         grounding.llm.acompletion = real_acompletion
-        grounding.loop.extract = real_extract
+        grounding.gather.extract = real_extract
         Fetcher.fetch = real_fetch  # type: ignore[method-assign]
         Fetcher.__init__ = real_init  # type: ignore[method-assign]
 

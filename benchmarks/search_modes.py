@@ -448,13 +448,13 @@ _SOURCE_BLOCK = re.compile(r'<source id="\d+" url="([^"]*)" title="[^"]*">\n(.*?
 def capture_page_texts(pages: Pages) -> Iterator[bool]:
     """Record the text of every page the tool loop fetches+extracts or takes from an index.
 
-    Wraps ``grounding.loop._Session._page`` (private; if it is gone, nothing is
+    Wraps ``grounding.gather.Gatherer._page`` (private; if it is gone, nothing is
     recorded and ``False`` is yielded, so precision falls back to gold texts),
-    and ``_Session._search_step`` to see the sources as the model was shown them.
+    and ``Gatherer.step`` to see the sources as the model was shown them.
     """
-    import grounding.loop as loop
+    import grounding.gather as gather
 
-    session = getattr(loop, "_Session", None)
+    session = getattr(gather, "Gatherer", None)
     real = getattr(session, "_page", None)
     if real is None:
         yield False
@@ -465,7 +465,7 @@ def capture_page_texts(pages: Pages) -> Iterator[bool]:
         pages.record(hit.url, text)
         return info, text
 
-    real_step = getattr(session, "_search_step", None)
+    real_step = getattr(session, "step", None)
 
     async def _search_step(self: Any, *args: Any, **kwargs: Any) -> Any:
         messages = await real_step(self, *args, **kwargs)
@@ -475,13 +475,13 @@ def capture_page_texts(pages: Pages) -> Iterator[bool]:
 
     session._page = _page  # type: ignore[union-attr]
     if real_step is not None:
-        session._search_step = _search_step  # type: ignore[union-attr]
+        session.step = _search_step  # type: ignore[union-attr]
     try:
         yield True
     finally:
         session._page = real  # type: ignore[union-attr]
         if real_step is not None:
-            session._search_step = real_step  # type: ignore[union-attr]
+            session.step = real_step  # type: ignore[union-attr]
 
 
 def fetch_texts(urls: Iterable[str], pages: Pages) -> None:
@@ -1181,7 +1181,7 @@ def _notes(args: argparse.Namespace, world: OfflineWorld | None, capturing: bool
         "litellm could price)",
     ]
     if not capturing:
-        notes.append("page texts of the run could not be captured (grounding.loop._Session._page is gone): "
+        notes.append("page texts of the run could not be captured (grounding.gather.Gatherer._page is gone): "
                      "precision used gold texts only")
     if world is not None:
         notes += [

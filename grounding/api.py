@@ -12,7 +12,8 @@ import atexit
 import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from .loop import ContentDelta, Done, Started, run
+from .events import ContentDelta, Done, Started
+from .loop import run
 from .request import ChatRequest, parse_request
 from .response import ChatCompletion, ChatCompletionChunk, ChunkChoice, Delta
 from .target import default_model

@@ -36,7 +36,10 @@ def replicas(tmp_path_factory, redis_server):
         config = {
             "providers": {"alpha": {"litellm_provider": "openai", "api_base": f"{alpha.url}/v1", "api_key": "a"},
                           "beta": {"litellm_provider": "openai", "api_base": f"{beta.url}/v1", "api_key": "b"}},
-            "models": [{"id": "fake-direct", "provider": "alpha"}, {"id": "fake-direct", "provider": "beta"}],
+            # fake-direct serves the router test; fake-nocite only the latency test, so the
+            # latency observations the router test leaves in Redis cannot tip its comparison.
+            "models": [{"id": "fake-direct", "provider": "alpha"}, {"id": "fake-direct", "provider": "beta"},
+                       {"id": "fake-nocite", "provider": "alpha"}, {"id": "fake-nocite", "provider": "beta"}],
             "redis_url": redis_url,
         }
         path = tmp_path_factory.mktemp("replicas") / "grounding.yaml"

@@ -1,0 +1,199 @@
+"""A search step of the tool loop: the model's search calls become numbered sources.
+
+    web_search calls ─> searches (parallel) ─> each result page fetched as soon
+    as its search returns (shared across the step's queries) ─> main text
+    extracted ─> sources numbered in call order, then rank order ─> trimmed to
+    the step's token budget ─> one tool message per call
+
+A failed search or page never fails the request: it is recorded in the
+metadata (``searches[].error``, ``sources[].error``) and in ``warnings``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urldefrag
+
+from providers.extract import extract, extract_plain
+from providers.fetch import Fetcher
+from providers.search import SearchEngineError, SearchHit
+
+from . import cost as costs
+from .errors import GroundingError
+from .prompts import CHARS_PER_TOKEN, SEARCH_TOOL_NAME, PromptSource, allocate, format_results, trim_text
+from .response import SearchInfo, SourceInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import Session
+    from .turn import Call
+
+__all__ = ["Source", "Gatherer", "url_key", "query_from_arguments"]
+
+
+@dataclass
+class Source:
+    """A numbered source: what the model was shown as ``<source id=...>``."""
+
+    id: int
+    url: str
+    title: str
+    text: str
+
+
+class Gatherer:
+    """Runs a request's search steps with one engine and one fetcher."""
+
+    def __init__(self, session: "Session", engine: Any, fetcher: Fetcher) -> None:
+        self.session = session
+        self.engine = engine
+        self.fetcher = fetcher
+
+    async def step(self, step: int, calls: list["Call"]) -> list[dict[str, Any]]:
+        """Run the step's searches and fetches; return one tool message per call."""
+        s = self.session
+        ws = s.req.web_search
+        assert ws is not None
+        replies: dict[str, str] = {}
+        queries: dict[str, str] = {}
+        for call in calls:
+            if call.name != SEARCH_TOOL_NAME:
+                s.warn(f"the model called an unknown tool {call.name!r}; it was told so")
+                replies[call.id] = f"Error: there is no tool named {call.name!r}. The only tool is {SEARCH_TOOL_NAME}."
+                continue
+            query = query_from_arguments(call.arguments)
+            if query is None:
+                s.warn(f"the model sent malformed {SEARCH_TOOL_NAME} arguments: {call.arguments[:100]!r}")
+                replies[call.id] = ('Error: the arguments must be a JSON object like {"query": "..."}. '
+                                    "Call the tool again with a valid query.")
+                continue
+            queries[call.id] = query
+            s.meta.queries.append(query)
+
+        pages: dict[str, asyncio.Task] = {}
+        outcomes = await asyncio.gather(*(self._search_and_fetch(q, step, pages, ws.max_results)
+                                          for q in queries.values()))
+        recorded: set[str] = set()
+        # Number new sources in call order, then rank order; trim them to the step's budget.
+        new_sources: list[tuple[str, SourceInfo, str]] = []  # (call id, info, text)
+        per_call: dict[str, tuple[list[Source], list[Source], int]] = {}
+        for call_id, (hits, error) in zip(queries, outcomes):
+            fresh, repeated, failed = [], [], 0
+            if error is not None:
+                replies[call_id] = (f'Search for "{queries[call_id]}" failed ({error}). Answer from what you '
+                                    "know, and say that the search failed.")
+                continue
+            for hit in hits:
+                key = url_key(hit.url)
+                if key in s.sources:
+                    repeated.append(s.sources[key])
+                    continue
+                info, text = await pages[key]
+                if info.status == "failed":
+                    failed += 1
+                    if key not in recorded:
+                        recorded.add(key)
+                        s.meta.sources.append(info)
+                    continue
+                src = Source(len(s.sources) + 1, info.url, info.title, text)
+                s.sources[key] = src
+                info.id = src.id
+                s.meta.sources.append(info)
+                new_sources.append((call_id, info, text))
+                fresh.append(src)
+            per_call[call_id] = (fresh, repeated, failed)
+
+        budget = s.target.profile.source_token_budget * CHARS_PER_TOKEN
+        limits = allocate([len(t) for _, _, t in new_sources], budget)
+        for (call_id, info, text), limit in zip(new_sources, limits):
+            src = s.sources[url_key(info.url)]
+            src.text = trim_text(text, queries[call_id], limit)
+            info.chars = len(src.text)
+        for call_id, (fresh, repeated, failed) in per_call.items():
+            prompt_sources = [PromptSource(x.id, x.url, x.title, x.text) for x in fresh]
+            prompt_repeated = [PromptSource(x.id, x.url, x.title, "") for x in repeated]
+            replies[call_id] = format_results(queries[call_id], prompt_sources, failed=failed, repeated=prompt_repeated)
+        return [{"role": "tool", "tool_call_id": c.id, "content": replies[c.id]} for c in calls]
+
+    async def _search_and_fetch(self, query: str, step: int, pages: dict[str, asyncio.Task],
+                                max_results: int) -> tuple[list[SearchHit], str | None]:
+        """Search, then start fetching each new result at once (shared across the step's queries)."""
+        s = self.session
+        engine = self.engine
+        s.say(f"searching: {query}")
+        info = SearchInfo(query=query, engine=engine.name, step=step)
+        s.meta.searches.append(info)
+        started = time.perf_counter()
+        try:
+            hits = await engine.search(query, max_results)
+        except SearchEngineError as exc:
+            info.error = str(exc)
+            s.warn(f"search failed: {exc}")
+            return [], str(exc)
+        except GroundingError:
+            raise
+        except Exception as exc:  # an engine of the user's own raised something else
+            info.error = f"{type(exc).__name__}: {exc}"
+            s.warn(f"search failed: {info.error}")
+            return [], info.error
+        finally:
+            info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        s.add_cost(costs.search_cost(engine.name, 1, max_results=max_results))
+        hits = hits[:max_results]
+        info.results = len(hits)
+        new = [h for h in hits if url_key(h.url) not in s.sources and url_key(h.url) not in pages]
+        if new and any(h.content is None for h in new):
+            s.say(f"fetching {sum(h.content is None for h in new)} pages")
+        for hit in new:
+            pages[url_key(hit.url)] = asyncio.ensure_future(self._page(hit, query, step))
+        return hits, None
+
+    async def _page(self, hit: SearchHit, query: str, step: int) -> tuple[SourceInfo, str]:
+        """Fetch and extract one result page (or take the engine's own text)."""
+        info = SourceInfo(url=hit.url, title=hit.title, query=query, step=step)
+        if hit.content is not None:
+            info.status = "indexed"
+            info.duration_ms = 0.0
+            if not hit.content.strip():
+                info.status, info.error = "failed", "the index has no text for it"
+            return info, hit.content
+        result = await self.fetcher.fetch(hit.url)
+        info.duration_ms = round(result.duration_ms, 1)
+        if not result.ok:
+            info.status, info.error = "failed", result.error
+            return info, ""
+        ctype = result.content_type or "text/html"
+        if "html" in ctype:
+            page = await asyncio.to_thread(extract, result.body or b"", result.final_url or hit.url)
+        else:
+            page = extract_plain((result.body or b"").decode(result.encoding or "utf-8", "replace"))
+        if not page.text.strip():
+            info.status, info.error = "failed", "no readable text on the page"
+            return info, ""
+        info.title = page.title or hit.title or hit.url
+        return info, page.text
+
+
+def query_from_arguments(arguments: str) -> str | None:
+    """The query of a ``web_search`` call's arguments (``{"query": ...}`` and common variants)."""
+    try:
+        args = json.loads(arguments) if arguments.strip() else None
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(args, dict):
+        value = args.get("query") or args.get("q") or args.get("search_query")
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+    else:
+        value = args if isinstance(args, str) else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:500]
+    return None
+
+
+def url_key(url: str) -> str:
+    """A page's key within a request: the URL without its fragment or trailing slash."""
+    base, _ = urldefrag(url)
+    return base.rstrip("/")
