@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 from urllib.parse import urlsplit
 
-__all__ = ["SourceRef", "CitationResult", "annotate"]
+__all__ = ["SourceRef", "Cited", "CitationResult", "annotate", "url_citation", "sentence_bounds",
+           "json_string_spans"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,17 @@ class SourceRef:
     url: str
     title: str
     text: str = ""  # the source text the model was given (for inferred citations)
+    aliases: tuple[str, ...] = ()  # other URLs of the same page (where its redirects ended)
+
+
+@dataclass(frozen=True)
+class Cited:
+    """One source cited for one span of the answer."""
+
+    start: int
+    end: int
+    source_id: int
+    kind: str  # "marker" ([n], footnotes), "link" (a link to the source's URL) or "inferred"
 
 
 @dataclass
@@ -42,6 +55,10 @@ class CitationResult:
     cited_ids: list[int]  # source ids cited, in first-citation order, unique
     unmatched: list[str]  # markers/links pointing at nothing fetched, as written
     inferred: int  # how many annotations were inferred from lexical support
+    cited: list[Cited] = field(default_factory=list)  # one per annotation, in the same order
+    #: Citations that got no annotation because no claim comes with them
+    #: (``{"start", "end", "text", "reason"}``): a bare marker, "see [1]", an echo of "claim [1]".
+    dropped: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +68,7 @@ class _Group:
     start: int
     end: int
     ids: list[int]
+    kind: str = "marker"
 
 
 _URL = r"https?://[^\s()<>\[\]]+(?:\([^\s()<>]*\)[^\s()<>\[\]]*)*"  # allows wiki-style (parens)
@@ -103,24 +121,40 @@ def annotate(content: str, sources: Sequence[SourceRef], *, infer: bool = True) 
 
     Explicit citations (markers and links) always win; only when there are none at all
     and ``infer`` is true are sentences attributed to sources by lexical support.
+    When ``content`` is a JSON object or array (``response_format``), only its string
+    values are read, so every span lies inside a string value, never on JSON syntax.
     """
     by_id: dict[int, SourceRef] = {}
     by_url: dict[str, SourceRef] = {}
     for src in sources:
         by_id.setdefault(src.id, src)
-        by_url.setdefault(_norm_url(src.url), src)
-    masked = _mask_code(content)
-    groups, unmatched, explicit = _find_citations(masked, by_id, by_url)
-    if explicit:
-        spans = list(_spans(content, masked, groups))
-    elif infer:
-        spans = list(_infer(content, masked, sources))
-    else:
-        spans = []
-    cited = list(dict.fromkeys(sid for _, _, ids in spans for sid in ids))
-    annotations = [url_citation(by_id[sid].url, by_id[sid].title, start, end)
-                   for start, sid, end in sorted((s, sid, e) for s, e, ids in spans for sid in ids)]
-    return CitationResult(annotations, cited, unmatched, 0 if explicit else len(annotations))
+        for url in (src.url, *src.aliases):
+            by_url.setdefault(_norm_url(url), src)
+    pieces = json_string_spans(content)
+    if pieces is None:
+        pieces = [(0, len(content))]
+    found: list[tuple[int, int, list[int], str]] = []
+    unmatched: list[str] = []
+    dropped: list[dict] = []
+    explicit = False
+    texts: list[tuple[int, str, str]] = []
+    for offset, end in pieces:
+        text = content[offset:end]
+        masked = _mask_code(_json_masked(text) if len(pieces) > 1 or offset else text)
+        groups, missed, any_explicit = _find_citations(masked, by_id, by_url)
+        unmatched += missed
+        explicit = explicit or any_explicit
+        for start, stop, ids, kind in _spans(text, masked, groups, dropped, offset):
+            found.append((start + offset, stop + offset, ids, kind))
+        texts.append((offset, text, masked))
+    if not explicit and infer:
+        for offset, text, masked in texts:
+            found += [(a + offset, b + offset, ids, "inferred") for a, b, ids in _infer(text, masked, sources)]
+    cited_spans = sorted((start, sid, end, kind) for start, end, ids, kind in found for sid in ids)
+    cited = [Cited(start, end, sid, kind) for start, sid, end, kind in cited_spans]
+    annotations = [url_citation(by_id[c.source_id].url, by_id[c.source_id].title, c.start, c.end) for c in cited]
+    order = list(dict.fromkeys(sid for _, _, ids, _ in found for sid in ids))
+    return CitationResult(annotations, order, unmatched, 0 if explicit else len(annotations), cited, dropped)
 
 
 def _find_citations(masked: str, by_id: dict[int, SourceRef],
@@ -131,6 +165,8 @@ def _find_citations(masked: str, by_id: dict[int, SourceRef],
     ``[2]`` of ``m[1][2]``) is indexing, not a citation, while one glued to a plain word
     (``France[1]``, as Perplexity-style models write) is a citation; so is not a marker
     naming 0 or only numbers of 1000 or more (``[2024]``) that are not source ids.
+    A link cites the source at its URL, whatever its text says: ``[1](https://elsewhere)``
+    to a page that was not fetched is unmatched, not source 1.
     """
     groups: list[_Group] = []
     unmatched: list[str] = []
@@ -143,9 +179,7 @@ def _find_citations(masked: str, by_id: dict[int, SourceRef],
         if url is not None:
             src = by_url.get(_norm_url(url))
             ids = [src.id] if src else []
-            marker = _MARKER_TEXT_RE.fullmatch(m["text"].strip()) if m["text"] else None
-            if not ids and marker:
-                ids = [n for n in _parse_ids(marker["ids"]) if n in by_id]
+            kind = "link"
             if not ids:
                 unmatched.append(url)
             explicit = explicit or bool(ids)
@@ -158,40 +192,203 @@ def _find_citations(masked: str, by_id: dict[int, SourceRef],
             if glued or not _is_citation(nums, by_id):
                 continue
             ids = [n for n in nums if n in by_id]
+            kind = "marker"
             if len(ids) < len(nums):
                 unmatched.append(m.group())
             explicit = True
         if groups and _ADJACENT_RE.fullmatch(masked, groups[-1].end, m.start()):
             groups[-1].end = m.end()
             groups[-1].ids += [n for n in ids if n not in groups[-1].ids]
+            if kind == "link":
+                groups[-1].kind = "link"
         else:
-            groups.append(_Group(m.start(), m.end(), ids))
+            groups.append(_Group(m.start(), m.end(), ids, kind))
     return groups, unmatched, explicit
 
 
-def _spans(content: str, masked: str, groups: list[_Group]) -> Iterator[tuple[int, int, list[int]]]:
-    """Pass 2: the span each group cites, from its sentence or clause start to the group's end.
+# Words that are no claim on their own: what a model echoes from "put [1] after each claim",
+# and pointers like "see [1]" or "more details [2]".
+_PLACEHOLDER_WORDS = frozenset(
+    "claim claims statement statements fact facts sentence sentences source sources citation citations cite "
+    "cited reference references ref refs example examples see also here there more details detail information "
+    "info read further this that it is are for and or the a an e g i etc link links page pages".split())
+# A citation that introduces what follows: "According to [A](url), X." / "[A](url) reports X."
+_ATTRIBUTION_BEFORE_RE = re.compile(
+    r"(?:according\s+to|as\s+(?:\w+\s+)?(?:reported|noted|stated|described|explained|shown|documented|"
+    r"written|listed|mentioned)\s+(?:by|in|on|at)|per|citing|in|on|at|from|via|by)\s*[\"'“(]*\s*$",
+    re.IGNORECASE)
+_CLAUSE_BREAK_RE = re.compile(r"[,;:](?=\s)|\s(?:while|whereas|but|and|although|though)\s", re.IGNORECASE)
+_ATTRIBUTION_AFTER_RE = re.compile(
+    r"[\"'”)]*\s*[,:]?\s*(?:\w+\s+)?(?:says|said|states|stated|reports|reported|notes|noted|writes|wrote|"
+    r"explains|explained|finds|found|shows|showed|shown|claims|claimed|argues|argued|confirms|confirmed|"
+    r"estimates|estimated|lists|listed|describes|described|documents|mentions|mentioned|adds|added|"
+    r"suggests|suggested|warns|warned|puts it|recommends|recommended)\b",
+    re.IGNORECASE)
 
-    A group placed after its sentence's period (``capital. [1]``) cites that sentence; a
-    group with no words of its own since the previous one on the line (``[1]. [2]``)
-    shares the previous span; a group with no text before it at all spans only itself.
+
+def _spans(content: str, masked: str, groups: list[_Group], dropped: list[dict],
+           offset: int = 0) -> Iterator[tuple[int, int, list[int], str]]:
+    """Pass 2: the span each group cites.
+
+    * A group that ends a claim (``X is Y [1].``, ``X is Y. [1]``) cites from its
+      sentence's start (or the end of the previous group in that sentence) to the
+      group's end.
+    * A group that introduces a claim (``According to [A](url), X is Y.``,
+      ``[A](url) reports that X.``, or a group opening its sentence) cites its whole
+      sentence, up to the next group or the sentence's end.
+    * A group with no words of its own since the previous group (``[1]. [2]``)
+      shares the previous span; one alone after a finished sentence (``X is Y.\n\n[1]``)
+      cites that sentence.
+    * A group with no claim at all (a bare ``[2]``, ``- [1]``, ``see [1]``, or an echo
+      of the instructions' "claim [1]") gives no annotation; it is listed in ``dropped``.
     """
     starts = _sentence_starts(content, masked)
     prev: tuple[int, int] | None = None  # (span start, group end) of the previous group
-    for g in groups:
+    for k, g in enumerate(groups):
+        if not g.ids:
+            continue
         lo = prev[1] if prev else 0
         p = g.start
         while p > lo and content[p - 1] in _CLOSERS:
             p -= 1
-        start = max(starts[bisect.bisect_right(starts, p) - 1], lo)
+        sentence = starts[bisect.bisect_right(starts, p) - 1]
+        start = max(sentence, lo)
         if start == 0 or masked[start - 1] == "\n":
             start = _LINE_PREFIX_RE.match(content, start, g.start).end()
         while start < g.start and (content[start].isspace() or content[start] in ",;:)"):
             start += 1
-        if not _WORD_RE.search(content, start, g.start):
-            start = prev[0] if prev and "\n" not in masked[lo:g.start] else g.start
+        next_start = groups[k + 1].start if k + 1 < len(groups) else len(content)
+        sentence_end = _sentence_end(content, masked, starts, g.end, next_start)
+        words_before = _claim_words(content, start, g.start)
+        if not words_before and prev and "\n" not in masked[lo:g.start] and not _WORD_RE.search(masked, lo, g.start):
+            yield prev[0], g.end, g.ids, g.kind  # "[1]. [2]", "(link) (link)": the same claim
+            prev = (prev[0], g.end)
+            continue
+        words_after = _WORD_RE.search(masked, g.end, sentence_end) is not None
+        leading = words_after and (
+            not words_before or _ATTRIBUTION_BEFORE_RE.search(masked, max(start, g.start - 60), g.start) is not None
+            or _ATTRIBUTION_AFTER_RE.match(masked, g.end) is not None)
+        if leading:
+            end = sentence_end
+            if next_start < len(content) and end == next_start:
+                # Another citation later in this sentence ends a claim of its own:
+                # stop this one at the clause break before that claim.
+                breaks = list(_CLAUSE_BREAK_RE.finditer(masked, g.end, next_start))
+                if breaks:
+                    end = breaks[-1].start()
+            while end > g.end and (content[end - 1].isspace() or content[end - 1] in ",;:"):
+                end -= 1
+            if _claim_words(content, start, end, skip=(g.start, g.end)):
+                prev = (start, end)
+                yield start, end, g.ids, g.kind
+                continue
+        if not words_before:
+            before = _previous_sentence(content, masked, starts, p, lo)
+            if before is not None:
+                prev = (before, g.end)
+                yield before, g.end, g.ids, g.kind
+                continue
+            dropped.append({"start": g.start + offset, "end": g.end + offset, "text": content[g.start:g.end],
+                            "reason": "no claim comes before or after this citation"})
+            prev = (g.start, g.end)
+            continue
         prev = (start, g.end)
-        yield start, g.end, g.ids
+        yield start, g.end, g.ids, g.kind
+
+
+def _claim_words(text: str, start: int, end: int, skip: tuple[int, int] | None = None) -> bool:
+    """Whether ``text[start:end]`` (less ``skip``) has a word that can carry a claim
+    (not only "claim", "see", "source"...; code counts)."""
+    for m in _WORD_RE.finditer(text, start, end):
+        if skip and skip[0] <= m.start() < skip[1]:
+            continue
+        if m.group().lower() not in _PLACEHOLDER_WORDS:
+            return True
+    return False
+
+
+def _sentence_end(content: str, masked: str, starts: list[int], pos: int, limit: int) -> int:
+    """Where the sentence holding ``pos`` ends (its terminal punctuation included), at most ``limit``."""
+    i = bisect.bisect_right(starts, pos)
+    end = starts[i] if i < len(starts) else len(content)
+    return min(end, limit)
+
+
+def _previous_sentence(content: str, masked: str, starts: list[int], pos: int, lo: int) -> int | None:
+    """The start of the sentence that ends just before ``pos`` (across blank lines), if it
+    has a claim and no citation of its own (nothing cited after ``lo``)."""
+    i = bisect.bisect_right(starts, pos) - 1
+    while i > 0:
+        i -= 1
+        start = starts[i]
+        if start < lo:
+            return None
+        if start == 0 or masked[start - 1] == "\n":
+            start = _LINE_PREFIX_RE.match(content, start, pos).end()
+        if _claim_words(content, start, pos):
+            while start < pos and content[start].isspace():
+                start += 1
+            return start
+    return None
+
+
+def sentence_bounds(content: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence (or list item, or table cell) of an answer,
+    code left out, surrounding whitespace and list bullets trimmed."""
+    masked = _mask_code(content)
+    bounds = _sentence_starts(content, masked) + [len(content)]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        if a == 0 or masked[a - 1] == "\n":
+            a = _LINE_PREFIX_RE.match(content, a, b).end()
+        while a < b and content[a].isspace():
+            a += 1
+        while b > a and content[b - 1].isspace():
+            b -= 1
+        if b > a and _WORD_RE.search(masked, a, b):
+            out.append((a, b))
+    return out
+
+
+_JSON_STRING_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def json_string_spans(content: str) -> list[tuple[int, int]] | None:
+    """The inner spans of the string *values* of a JSON object or array, or None when
+    ``content`` is not one (keys are left out: they are names, not claims)."""
+    stripped = content.strip()
+    if not stripped or stripped[0] not in "{[":
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    if not _has_string(value):
+        return None  # "[2]": a bare marker, not structured output
+    out = []
+    for m in _JSON_STRING_RE.finditer(content):
+        after = content[m.end():m.end() + 64].lstrip()
+        if after.startswith(":"):
+            continue  # a key
+        if m.end() - m.start() > 2:
+            out.append((m.start() + 1, m.end() - 1))
+    return out
+
+
+def _has_string(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return any(_has_string(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_string(v) for v in value)
+    return False
+
+
+def _json_masked(text: str) -> str:
+    """A JSON string literal's inner text with its escapes read for structure:
+    ``\\n`` breaks lines, other escapes are blanked (the same length, offsets kept)."""
+    return re.sub(r"\\(.)", lambda m: " \n" if m.group(1) in "nr" else "  ", text)
 
 
 def _infer(content: str, masked: str, sources: Sequence[SourceRef]) -> Iterator[tuple[int, int, list[int]]]:
@@ -334,10 +531,13 @@ def _norm_url(url: str) -> str:
     return host + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
 
 
-def url_citation(url: str, title: str, start: int, end: int) -> dict:
-    """One OpenAI ``url_citation`` annotation; the title falls back to the URL's host."""
-    return {"type": "url_citation",
-            "url_citation": {"url": url, "title": title or _host(url), "start_index": start, "end_index": end}}
+def url_citation(url: str, title: str, start: int, end: int, *, cited_text: str | None = None) -> dict:
+    """One OpenAI ``url_citation`` annotation; the title falls back to the URL's host.
+    ``cited_text``: the passage of the source that supports the span (Anthropic's name for it)."""
+    cite: dict = {"url": url, "title": title or _host(url), "start_index": start, "end_index": end}
+    if cited_text:
+        cite["cited_text"] = cited_text
+    return {"type": "url_citation", "url_citation": cite}
 
 
 def _host(url: str) -> str:

@@ -15,6 +15,10 @@ command line, or passed to :func:`load_config`). Every section is optional::
     router_prefix: router      # model="router/<name>"; "inworld/<name>" is always accepted
     redis_url: redis://127.0.0.1:6379/0   # share latency statistics (and routers) between processes
     scores_file: scores.yaml   # intelligence / coding / math scores (default: the shipped file)
+    citations:                 # checking citations against their sources (a request's `citations` wins)
+      verify: repair           # repair | flag | off (default: $GROUNDING_CITATIONS_VERIFY, else repair)
+      verifier: null           # a model id to judge with (default: $GROUNDING_CITATIONS_VERIFIER, else built in)
+      fetch: true              # native search: fetch cited pages to check them
     server:                    # grounding serve
       api_keys: [{key_env: GROUNDING_ADMIN_KEY, name: admin, write: true}, {key_env: APP_KEY, name: app}]
       max_body_bytes: 10485760
@@ -28,13 +32,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidRequestError
 
-__all__ = ["Config", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "load_config", "get_config", "set_config", "read_data_file"]
+__all__ = ["Config", "CitationsConfig", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "load_config", "get_config", "set_config", "read_data_file"]
 
 
 class _Strict(BaseModel):
@@ -96,6 +100,17 @@ class ServerConfig(_Strict):
     router_store: str | None = None
 
 
+class CitationsConfig(_Strict):
+    """``citations``: the default for checking citations (a request's ``citations`` wins)."""
+
+    #: repair | flag | off (default: ``$GROUNDING_CITATIONS_VERIFY``, else repair).
+    verify: Literal["repair", "flag", "off"] | None = None
+    #: A model id to judge with (default: ``$GROUNDING_CITATIONS_VERIFIER``, else the built-in judge).
+    verifier: str | None = None
+    #: Native search: fetch cited pages to check them (default true).
+    fetch: bool | None = None
+
+
 class Config(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -105,6 +120,7 @@ class Config(_Strict):
     redis_url: str | None = None
     scores_file: str | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
+    citations: CitationsConfig = Field(default_factory=CitationsConfig)
     #: Where the file was (relative paths resolve against it).
     base_dir: str | None = None
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loop import Session
     from .turn import Call
 
-__all__ = ["Source", "Gatherer", "url_key", "query_from_arguments"]
+__all__ = ["Source", "Gatherer", "PageText", "read_page", "url_key", "query_from_arguments"]
 
 
 @dataclass
@@ -40,7 +40,9 @@ class Source:
     id: int
     url: str
     title: str
-    text: str
+    text: str  # what the model was shown (trimmed to the step's budget)
+    full_text: str = ""  # the page's whole extracted text (what citations are checked against)
+    aliases: tuple[str, ...] = ()  # where the page's redirects ended
 
 
 class Gatherer:
@@ -97,7 +99,8 @@ class Gatherer:
                         recorded.add(key)
                         s.meta.sources.append(info)
                     continue
-                src = Source(len(s.sources) + 1, info.url, info.title, text)
+                src = Source(len(s.sources) + 1, info.url, info.title, text, full_text=text,
+                             aliases=(info.final_url,) if info.final_url and info.final_url != info.url else ())
                 s.sources[key] = src
                 info.id = src.id
                 s.meta.sources.append(info)
@@ -159,21 +162,46 @@ class Gatherer:
             if not hit.content.strip():
                 info.status, info.error = "failed", "the index has no text for it"
             return info, hit.content
-        result = await self.fetcher.fetch(hit.url)
-        info.duration_ms = round(result.duration_ms, 1)
-        if not result.ok:
-            info.status, info.error = "failed", result.error
-            return info, ""
-        ctype = result.content_type or "text/html"
-        if "html" in ctype:
-            page = await asyncio.to_thread(extract, result.body or b"", result.final_url or hit.url)
-        else:
-            page = extract_plain((result.body or b"").decode(result.encoding or "utf-8", "replace"))
-        if not page.text.strip():
-            info.status, info.error = "failed", "no readable text on the page"
+        page = await read_page(self.fetcher, hit.url)
+        info.duration_ms = page.duration_ms
+        if page.final_url and page.final_url != hit.url:
+            info.final_url = page.final_url
+        if page.error is not None:
+            info.status, info.error = "failed", page.error
             return info, ""
         info.title = page.title or hit.title or hit.url
         return info, page.text
+
+
+@dataclass
+class PageText:
+    """A page read for its text: its title and main text, or why it could not be read."""
+
+    url: str
+    title: str | None = None
+    text: str = ""
+    error: str | None = None
+    final_url: str | None = None
+    duration_ms: float = 0.0
+
+
+async def read_page(fetcher: Fetcher, url: str) -> PageText:
+    """Fetch ``url`` safely and extract its main text (HTML) or take it as it is (text)."""
+    result = await fetcher.fetch(url)
+    page = PageText(url, final_url=result.final_url, duration_ms=round(result.duration_ms, 1))
+    if not result.ok:
+        page.error = result.error
+        return page
+    ctype = result.content_type or "text/html"
+    if "html" in ctype:
+        extracted = await asyncio.to_thread(extract, result.body or b"", result.final_url or url)
+    else:
+        extracted = extract_plain((result.body or b"").decode(result.encoding or "utf-8", "replace"))
+    if not extracted.text.strip():
+        page.error = "no readable text on the page"
+        return page
+    page.title, page.text = extracted.title, extracted.text
+    return page
 
 
 def query_from_arguments(arguments: str) -> str | None:

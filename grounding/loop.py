@@ -130,7 +130,7 @@ class Session:
             turn = TurnResult()
             async for delta in model_turn(self, self._plain_params(), turn, step=0, kind="completion", live=True):
                 yield delta
-            yield Done(finish(self, turn.streamed if self.req.stream else turn.content, turn))
+            yield Done(await finish(self, turn.streamed if self.req.stream else turn.content, turn))
             return
 
         self.meta.engine = ws.engine or default_engine_name()
@@ -201,7 +201,7 @@ class Session:
             # Held-back text of the final turn (a search turn that answered directly).
             content = emitted + turn.content
             yield ContentDelta(turn.content)
-        yield Done(finish(self, content, turn))
+        yield Done(await finish(self, content, turn))
 
     # -- model turns -------------------------------------------------------
 

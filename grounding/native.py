@@ -213,7 +213,8 @@ class NativeResult:
             while end > pos and content[end - 1].isspace():
                 end -= 1
             if end > pos and field(cite, "url"):
-                out.append(url_citation(field(cite, "url"), field(cite, "title", ""), pos, end))
+                out.append(url_citation(field(cite, "url"), field(cite, "title", ""), pos, end,
+                                        cited_text=field(cite, "cited_text") or None))
         return out
 
     def _from_links(self, content: str) -> list[dict[str, Any]]:

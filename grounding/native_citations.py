@@ -172,7 +172,8 @@ def anthropic_annotations(content: str, citations: Iterable[Any]) -> list[dict[s
             span = locate(content, block, cursor) or locate(content, field(cite, "cited_text") or "", cursor)
             if span:
                 cursor = span[0]
-                out.append(url_citation(url, field(cite, "title", ""), *span))
+                out.append(url_citation(url, field(cite, "title", ""), *span,
+                                        cited_text=field(cite, "cited_text") or None))
     return out
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidRequestError
 
-__all__ = ["WebSearch", "ChatRequest", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS",
+__all__ = ["WebSearch", "ChatRequest", "CitationOptions", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS",
            "ProviderPrefs", "FallbackPrefs", "Reasoning", "parse_duration"]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -69,6 +69,24 @@ class WebSearchOptions(_Strict):
 
     search_context_size: Literal["low", "medium", "high"] | None = None
     user_location: UserLocation | None = None
+
+
+class CitationOptions(_Strict):
+    """``citations = {verify, verifier, fetch}``: how the answer's citations are checked.
+
+    ``verify``: ``repair`` (default: an unsupported citation moves to the fetched
+    source that supports the span, or is removed), ``flag`` (kept, verdicts
+    reported), ``off`` (citations as the model wrote them). Default from the
+    config file's ``citations.verify``, else ``$GROUNDING_CITATIONS_VERIFY``.
+    ``verifier``: a model id to judge with (one batched call per answer; ``local``
+    works offline); default: the built-in lexical judge. ``fetch``: native search:
+    fetch the cited pages to check them when the provider gives no cited text
+    (default true).
+    """
+
+    verify: Literal["repair", "flag", "off"] | None = None
+    verifier: str | None = Field(None, min_length=1)
+    fetch: bool | None = None
 
 
 def parse_duration(value: str | float | int) -> float:
@@ -185,6 +203,8 @@ class ChatRequest(_Strict):
     service_tier: str | None = None
     web_search: WebSearch | None = None
     web_search_options: WebSearchOptions | None = None
+    #: How citations are checked against their sources (see CitationOptions).
+    citations: CitationOptions | None = None
     # Routing (the model router's extensions; also accepted inside extra_body).
     models: list[str] | None = Field(None, min_length=1, description="fallback chain, or the pool for model='auto'")
     ignore: list[str] | None = None
@@ -318,7 +338,7 @@ def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -
 
 #: extra_body keys that are this library's own fields (merged into the request).
 _OWN_EXTRA_BODY = {"web_search", "web_search_options", "models", "ignore", "sort", "provider", "fallback",
-                   "reasoning", "metadata"}
+                   "reasoning", "metadata", "citations"}
 
 
 def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -> ChatRequest:

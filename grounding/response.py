@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "URLCitation", "Annotation", "FunctionCall", "ToolCall", "Message", "Choice", "Usage",
-    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
+    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "CitationCheck", "EvidenceInfo", "MovedFrom", "SpanInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
     "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
 ]
 
@@ -34,6 +34,9 @@ class URLCitation(_Model):
     title: str
     start_index: int
     end_index: int
+    #: The passage of the source that supports the span, quoted verbatim (set when
+    #: citations are checked; Anthropic's name for the same thing).
+    cited_text: str | None = None
 
 
 class Annotation(_Model):
@@ -93,6 +96,8 @@ class SourceInfo(_Model):
 
     id: int | None = Field(None, description="the number the model saw; None if not given to it")
     url: str
+    #: Where the page's redirects ended, when elsewhere than ``url``.
+    final_url: str | None = None
     title: str = ""
     status: Literal["fetched", "failed", "indexed", "native"] = "fetched"
     error: str | None = None
@@ -124,10 +129,66 @@ class TurnInfo(_Model):
     tool_calls: list[str] = Field(default_factory=list)
 
 
+class EvidenceInfo(_Model):
+    """The shortest passage of a source that supports a span, and where it is in the
+    source's extracted text (character offsets)."""
+
+    text: str
+    start: int
+    end: int
+
+
+class MovedFrom(_Model):
+    """Where a repaired citation pointed before it was moved."""
+
+    url: str
+    source_id: int | None = None
+
+
+class CitationCheck(_Model):
+    """One citation as the model wrote it (or as it was inferred), its verdict, and what was done."""
+
+    start: int
+    end: int
+    #: The source it cites now (after a move: the new one).
+    url: str
+    source_id: int | None = None
+    kind: str = "marker"
+    verdict: Literal["supported", "partial", "unsupported", "unchecked"]
+    score: float | None = None
+    evidence: EvidenceInfo | None = None
+    action: Literal["kept", "flagged", "moved", "removed"]
+    reason: str | None = None
+    moved_from: MovedFrom | None = None
+
+
+class SpanInfo(_Model):
+    """A span of the answer (character offsets), and why it is listed."""
+
+    start: int
+    end: int
+    text: str = ""
+    reason: str | None = None
+
+
 class CitationInfo(_Model):
     annotations: int = 0
     unmatched: list[str] = Field(default_factory=list)
     inferred: int = 0
+    #: How the citations were checked: repair, flag or off; and by which judge.
+    verify: Literal["repair", "flag", "off"] | None = None
+    judge: str | None = None
+    #: Every citation checked, in the answer's order, with its verdict and action.
+    checks: list[CitationCheck] = Field(default_factory=list)
+    moved: int = 0
+    removed: int = 0
+    flagged: int = 0
+    #: Sentences that state something checkable yet have no supported citation.
+    unverified: list[SpanInfo] = Field(default_factory=list)
+    #: Citations that cite no claim (a bare "[2]", "see [1]"): no annotation.
+    dropped: list[SpanInfo] = Field(default_factory=list)
+    #: Time the check took.
+    duration_ms: float | None = None
 
 
 class Attempt(_Model):

@@ -135,9 +135,16 @@ def test_url_with_parentheses():
 
 
 def test_link_followed_by_marker_shares_span():
+    content = "Paris is old, [Paris](https://en.wikipedia.org/wiki/Paris) [3]."
+    assert cites(content) == [("Paris is old, [Paris](https://en.wikipedia.org/wiki/Paris) [3]", 1),
+                              ("Paris is old, [Paris](https://en.wikipedia.org/wiki/Paris) [3]", 3)]
+
+
+def test_a_pointer_is_not_a_claim():
     content = "See [Paris](https://en.wikipedia.org/wiki/Paris) [3]."
-    assert cites(content) == [("See [Paris](https://en.wikipedia.org/wiki/Paris) [3]", 1),
-                              ("See [Paris](https://en.wikipedia.org/wiki/Paris) [3]", 3)]
+    result = annotate(content, SOURCES)
+    assert result.annotations == [] and len(result.dropped) == 1
+    assert result.dropped[0]["text"] == "[Paris](https://en.wikipedia.org/wiki/Paris) [3]"
 
 
 # 3. Things that are not citations ------------------------------------------------------
@@ -241,12 +248,21 @@ def test_emoji_and_accents_before_the_marker():
     assert (first["start_index"], first["end_index"]) == (content.index("Le café"), content.index("[1]") + 3)
 
 
-def test_marker_at_very_start_and_markers_without_text():
-    assert cites("[1] Paris is the capital.") == [("[1]", 1)]
-    assert cites("[2]") == [("[2]", 2)]
-    assert cites("Paris is the capital.\n\n[1][3]") == [("[1][3]", 1), ("[1][3]", 3)]
-    assert cites("- [1]") == [("[1]", 1)]
-    assert cites("— [1]") == [("[1]", 1)]
+def test_marker_at_very_start_cites_its_sentence():
+    assert cites("[1] Paris is the capital. Berlin too [2].") == [("[1] Paris is the capital.", 1),
+                                                                   ("Berlin too [2]", 2)]
+
+
+def test_marker_alone_after_a_sentence_cites_that_sentence():
+    assert cites("Paris is the capital.\n\n[1][3]") == [("Paris is the capital.\n\n[1][3]", 1),
+                                                          ("Paris is the capital.\n\n[1][3]", 3)]
+
+
+@pytest.mark.parametrize("content", ["[2]", "- [1]", "— [1]", "claim [1].", "Claim [1][2].", "See [1].",
+                                     "Sources: [1], [2]", "(source [2])"])
+def test_markers_without_a_claim_give_no_annotation(content):
+    result = annotate(content, SOURCES)
+    assert result.annotations == [] and result.dropped, result
 
 
 def test_marker_right_after_previous_group_shares_its_span():

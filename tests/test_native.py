@@ -29,10 +29,11 @@ def fake_native(_native, monkeypatch):
     return _native
 
 
-def answer(fake, provider, stream):
+def answer(fake, provider, stream, verify="flag"):
+    """The provider's citations, normalized; ``flag`` keeps them all (checked, not repaired)."""
     result = grounding.completion(model=MODELS[provider], api_base=fake.api_base(provider), api_key="fake-key",
                                   messages=QUESTION, web_search_options={"search_context_size": "low"},
-                                  stream=stream)
+                                  stream=stream, citations={"verify": verify})
     if not stream:
         data = result.to_dict()
         data.pop("metadata")

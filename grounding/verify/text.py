@@ -1,0 +1,245 @@
+"""Reading claims and sources for the citation judges: terms, numbers, names, negation.
+
+Everything here is lexical and deterministic. A text becomes :class:`Terms`:
+
+* **stems**: content words, lowercased and stemmed (Snowball English), stop
+  words dropped, so "reduced" meets "reduces" and "organization" meets
+  "organizing";
+* **numbers**: every number written in digits or words, as a value
+  (``5,000`` = ``5000`` = "five thousand"; ``3.5 million`` = ``3500000``;
+  ``40%`` = ``40``), with how many significant digits it was written with,
+  so a rounded claim ("about 3.5 million") can meet a precise source
+  ("3,512,000") while a changed digit cannot;
+* **names**: capitalized words that do not start a sentence, and acronyms;
+* **negated**: stems inside a negation's scope ("not", "never", "n't",
+  "no", "without", "fails to"... up to the next clause boundary).
+
+Markdown (links, emphasis, headings, list bullets, tables) and citation
+markers are removed from claims by :func:`clean_claim`; sources are read as
+the extractor wrote them (``\\w+`` words ignore the markup).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["Terms", "terms", "clean_claim", "sentences", "stem", "numbers_match", "STOP_WORDS"]
+
+STOP_WORDS = frozenset(
+    """a about above after again against all also am an and any are aren as at be because been before being
+    below between both but by can could did do does doing down during each either else etc even ever every few
+    for from further had has have having he her here hers herself him himself his how however i if in into is it
+    its itself just let like may me might more most much must my myself nor now of off on once one only onto or
+    other others otherwise our ours ourselves out over own per perhaps quite rather same shall she should so
+    some such than that the their theirs them themselves then there these they this those though through thus
+    to too under until up upon us use used using very via was we well were what whatever when where whereas
+    whether which while who whom whose why will with within would yet you your yours yourself yourselves
+    s t d ll m re ve according said says say according accordingly""".split()
+)
+
+_WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+_NUMBER_RE = re.compile(
+    r"(?<![\w.])(?P<body>\d{1,3}(?:[,\u202f\u00a0]\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?)(?![\d])"
+    r"(?:(?P<glued>k|mn|m|bn|b)\b|\s*(?P<scale>thousand|million|billion|trillion)\b)?",
+    re.IGNORECASE,
+)
+_SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "mn": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9,
+           "trillion": 1e12}
+_YEARS = (1000.0, 2200.0)
+_NUMBER_WORDS = {
+    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "dozen": 12,
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "twice": 2, "half": 0.5, "double": 2, "triple": 3,
+}
+_MONTHS = {m[:3]: m for m in ("january february march april may june july august september october "
+                                "november december").split()}
+_NEGATIONS = frozenset(
+    "not no never none nobody nothing neither nor without cannot cant can't won't isn't aren't wasn't weren't "
+    "doesn't don't didn't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't lack lacks lacked lacking "
+    "fail fails failed failing unable refuse refused refuses denied deny denies absent".split()
+)
+# A negation's scope ends at a clause boundary.
+_SCOPE_BREAKS = frozenset("and but or while whereas although though however yet because since unlike".split())
+_SCOPE_WORDS = 6
+
+# Citation markers and links in an answer's span (what grounding.citations reads).
+_MARKER_RE = re.compile(r"\[\s*\^?(?:(?:sources?|src|ref)\s*[:#]?\s*)?\d{1,6}(?:\s*[-–—,;]\s*\d{1,6})*\s*\]"
+                        r"|【[^】\n]*】", re.IGNORECASE)
+_LINK_RE = re.compile(r"!?\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]\([^)\n]*\)")
+_AUTOLINK_RE = re.compile(r"<https?://[^>\s]+>|\(\s*https?://[^)\s]+\s*\)|https?://\S+")
+_MARKUP_RE = re.compile(r"(?m)^[ \t]*(?:#{1,6}|[-*+•]|\d{1,3}[.)]|>)[ \t]+|\*\*|__|`+|~~|\|")
+_SPACE_RE = re.compile(r"\s+")
+# Scripts written without spaces between words: read as overlapping character pairs.
+_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])[」』）”’]*\s*|\n+")
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The Snowball stem of a lowercased word; abbreviated months become the month ("sept" -> "septemb")."""
+    word = word.replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    month = _MONTHS.get(word[:3])
+    if month is not None and (len(word) == 3 or word == "sept"):
+        word = month
+    return _stemmer().stemWord(word)
+
+
+def clean_claim(span: str) -> str:
+    """A cited span as plain text: citation markers dropped, a link's text kept
+    (unless it is only a number), URLs and markdown markup removed."""
+    text = _LINK_RE.sub(lambda m: "" if re.fullmatch(r"\s*\^?\d+\s*", m.group(1)) else m.group(1), span)
+    text = _MARKER_RE.sub(" ", text)
+    text = _AUTOLINK_RE.sub(" ", text)
+    text = _MARKUP_RE.sub(" ", text)
+    return _SPACE_RE.sub(" ", text).strip(" \t\n,;:")
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number as written: its value and how many significant digits it was given with."""
+
+    value: float
+    digits: int
+
+
+def _significant(body: str) -> int:
+    """Significant digits of a number as written: ``3.5`` 2, ``3,512,000`` 4, ``5000`` 1, ``2019`` 4."""
+    digits = re.sub(r"\D", "", body).lstrip("0")
+    if "." not in body:
+        digits = digits.rstrip("0") or digits[:1]
+    return max(1, len(digits))
+
+
+def _numbers(text: str) -> list[Number]:
+    out: list[Number] = []
+    for m in _NUMBER_RE.finditer(text):
+        body = m.group("body")
+        if re.fullmatch(r"\d{1,3}(?:[,\u202f\u00a0]\d{3})+(?:\.\d+)?", body):
+            body = re.sub(r"[,\u202f\u00a0]", "", body)  # thousands separators
+        else:
+            body = body.replace(",", ".")  # a decimal comma ("3,5")
+        try:
+            value = float(body)
+        except ValueError:  # pragma: no cover (the pattern admits only numbers)
+            continue
+        scale = _SCALES.get((m.group("glued") or m.group("scale") or "").lower(), 1.0)
+        out.append(Number(value * scale, _significant(body)))
+    return out
+
+
+def numbers_match(claim: Number, source: Number) -> bool:
+    """Whether a claimed number is the source's, allowing a claim written with
+    fewer significant digits to round the source's value ("3.5 million" for
+    3,512,000; "about 5,000" for 4,987), but never a year for another year."""
+    if math.isclose(claim.value, source.value, rel_tol=1e-9, abs_tol=1e-9):
+        return True
+    if claim.value <= 0 or source.value <= 0 or claim.digits >= source.digits or claim.digits > 3:
+        return False
+    if _YEARS[0] <= claim.value <= _YEARS[1] and _YEARS[0] <= source.value <= _YEARS[1]:
+        return False
+    magnitude = math.floor(math.log10(source.value))
+    rounded = round(source.value, -(magnitude - claim.digits + 1))
+    return math.isclose(rounded, claim.value, rel_tol=1e-9)
+
+
+@dataclass
+class Terms:
+    """What a text says, lexically."""
+
+    stems: list[str] = field(default_factory=list)  # content stems in order (repeats kept)
+    numbers: list[Number] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)  # stems of capitalized words and acronyms
+    negated: set[str] = field(default_factory=set)  # stems inside a negation's scope
+    negation: bool = False  # a negation cue occurs at all
+
+    @property
+    def distinct(self) -> set[str]:
+        return set(self.stems)
+
+
+def terms(text: str) -> Terms:
+    """The :class:`Terms` of ``text`` (a claim, or a sentence of a source)."""
+    out = Terms()
+    out.numbers = _numbers(text)
+    sentence_start = True
+    scope = 0
+    for m in _WORD_RE.finditer(text):
+        raw = m.group(0)
+        low = raw.lower().replace("’", "'")
+        before = text[max(0, m.start() - 2):m.start()]
+        if any(ch in before for ch in ".!?\n:") or m.start() == 0:
+            sentence_start = True
+        if low in _NEGATIONS or low.endswith("n't"):
+            if not (low == "not" and text[m.end():m.end() + 5].lower() == " only"):
+                out.negation = True
+                scope = _SCOPE_WORDS
+            sentence_start = False
+            continue
+        if low in _SCOPE_BREAKS:
+            scope = 0
+        if low.isdigit() or low in STOP_WORDS:
+            sentence_start = False
+            if low in _NUMBER_WORDS and not low.isdigit():
+                out.numbers.append(Number(float(_NUMBER_WORDS[low]), 1))
+            continue
+        if low in _NUMBER_WORDS:
+            out.numbers.append(Number(float(_NUMBER_WORDS[low]), 1))
+            sentence_start = False
+            continue
+        if _CJK_RE.search(low):
+            out.stems.extend(_cjk_pairs(low))
+            sentence_start = False
+            continue
+        if len(low) < 2 and not low.isalpha():
+            continue
+        s = stem(low)
+        out.stems.append(s)
+        if (raw[0].isupper() and not sentence_start) or (len(raw) >= 2 and raw.isupper() and raw.isalpha()):
+            out.names.add(s)
+        if scope > 0:
+            out.negated.add(s)
+            scope -= 1
+        sentence_start = False
+    return out
+
+
+def _cjk_pairs(word: str) -> list[str]:
+    """Overlapping pairs of characters of a CJK run (a single character alone)."""
+    chars = [c for c in word if not c.isdigit()]
+    if len(chars) < 2:
+        return chars
+    return [chars[i] + chars[i + 1] for i in range(len(chars) - 1)]
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence of a source text (lines and ``.!?`` ends), blanks skipped."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in _SENTENCE_END_RE.finditer(text):
+        _add_span(text, pos, m.start(), spans)
+        pos = m.end()
+    _add_span(text, pos, len(text), spans)
+    return spans
+
+
+def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start and _WORD_RE.search(text, start, end):
+        spans.append((start, end))
