@@ -58,6 +58,10 @@ BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
           ("--limit", "200")),
     Bench("startup", "benchmarks.startup",
           "start-up time of the command line, import grounding, and import litellm", ("--limit", "2")),
+    Bench("citations", "benchmarks.citations",
+          "citation truth: precision/recall of annotations with verify off, flag and repair on a labelled set of "
+          "misbehaving answers over real pages, and the judges' own precision/recall and cost",
+          ("--limit", "3")),
     Bench("offline", "benchmarks.offline",
           "the offline default (local model + local index): time to first token and to the whole answer",
           ("--limit", "1")),

@@ -217,7 +217,9 @@ _ATTRIBUTION_BEFORE_RE = re.compile(
     r"(?:according\s+to|as\s+(?:\w+\s+)?(?:reported|noted|stated|described|explained|shown|documented|"
     r"written|listed|mentioned)\s+(?:by|in|on|at)|per|citing|in|on|at|from|via|by)\s*[\"'“(]*\s*$",
     re.IGNORECASE)
-_CLAUSE_BREAK_RE = re.compile(r"[,;:](?=\s)|\s(?:while|whereas|but|and|although|though)\s", re.IGNORECASE)
+_CLAUSE_BREAK_RE = re.compile(r"[;:](?=\s)|,(?=\s+(?:while|whereas|but|although|though|and\s+\w+\s+(?:is|are|was|were)\b))"
+                              r"|\s(?:while|whereas|although|though)\s", re.IGNORECASE)
+_STOP_RE = re.compile(r"[.!?。！？][\"'”’)\]]*(?=\s)")
 _ATTRIBUTION_AFTER_RE = re.compile(
     r"[\"'”)]*\s*[,:]?\s*(?:\w+\s+)?(?:says|said|states|stated|reports|reported|notes|noted|writes|wrote|"
     r"explains|explained|finds|found|shows|showed|shown|claims|claimed|argues|argued|confirms|confirmed|"
@@ -245,8 +247,6 @@ def _spans(content: str, masked: str, groups: list[_Group], dropped: list[dict],
     starts = _sentence_starts(content, masked)
     prev: tuple[int, int] | None = None  # (span start, group end) of the previous group
     for k, g in enumerate(groups):
-        if not g.ids:
-            continue
         lo = prev[1] if prev else 0
         p = g.start
         while p > lo and content[p - 1] in _CLOSERS:
@@ -257,6 +257,9 @@ def _spans(content: str, masked: str, groups: list[_Group], dropped: list[dict],
             start = _LINE_PREFIX_RE.match(content, start, g.start).end()
         while start < g.start and (content[start].isspace() or content[start] in ",;:)"):
             start += 1
+        if not g.ids:  # unmatched: no annotation, but it ends the claim before it all the same
+            prev = (start, g.end)
+            continue
         next_start = groups[k + 1].start if k + 1 < len(groups) else len(content)
         sentence_end = _sentence_end(content, masked, starts, g.end, next_start)
         words_before = _claim_words(content, start, g.start)
@@ -271,19 +274,29 @@ def _spans(content: str, masked: str, groups: list[_Group], dropped: list[dict],
         if leading:
             end = sentence_end
             if next_start < len(content) and end == next_start:
-                # Another citation later in this sentence ends a claim of its own:
-                # stop this one at the clause break before that claim.
-                breaks = list(_CLAUSE_BREAK_RE.finditer(masked, g.end, next_start))
-                if breaks:
-                    end = breaks[-1].start()
+                # Another citation follows before this sentence visibly ends: this claim
+                # stops at the last sentence end before it ("... 2020. claim [1]"), else at
+                # the last clause break ("X, while Y [1]").
+                stops = [b for b in _STOP_RE.finditer(masked, g.end, next_start)
+                         if _claim_words(content, g.end, b.start())]
+                if stops:
+                    end = stops[-1].end()
+                else:
+                    breaks = [b for b in _CLAUSE_BREAK_RE.finditer(masked, g.end, next_start)
+                              if _claim_words(content, g.end, b.start())]
+                    if breaks:
+                        end = breaks[-1].start()
             while end > g.end and (content[end - 1].isspace() or content[end - 1] in ",;:"):
                 end -= 1
-            if _claim_words(content, start, end, skip=(g.start, g.end)):
+            if _claim_words(content, g.end, end):
                 prev = (start, end)
                 yield start, end, g.ids, g.kind
                 continue
         if not words_before:
-            before = _previous_sentence(content, masked, starts, p, lo)
+            # A marker standing alone after a finished sentence cites it; one after
+            # placeholder words ("claim [1]", "see [2]") cites nothing.
+            alone = not _WORD_RE.search(masked, start, g.start)
+            before = _previous_sentence(content, masked, starts, p, lo) if alone else None
             if before is not None:
                 prev = (before, g.end)
                 yield before, g.end, g.ids, g.kind
@@ -448,6 +461,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     while i > 0 and (text[i - 1].isalpha() or text[i - 1] == "."):
         i -= 1
     word = text[i:dot]
+    if word.lower() in ("a.m", "p.m"):  # "at 9 a.m. The stock..." ends a sentence; "a.m. on Monday" does not
+        return False
     return ((len(word) == 1 and word != "I") or word.lower() in _ABBREVIATIONS
             or re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", word) is not None)
 

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-steps", "-s", type=int, default=1, help="search rounds before answering, 1-5 (default 1)")
     ask.add_argument("--corpus", "-c", help="folder of HTML/Markdown/text files for the local engine "
                      "(default: $GROUNDING_CORPUS, else Python's own reference docs)")
+    ask.add_argument("--verify", metavar="MODE",
+                     help="check each citation against its page: repair (move or remove what the page does not "
+                     "say; default), flag (keep, report), off (as the model wrote them)")
+    ask.add_argument("--verifier", metavar="MODEL",
+                     help="a model to judge citations with (default: the built-in judge; 'local' works offline)")
     ask.add_argument("--json", action="store_true", help="print the ChatCompletion JSON alone on stdout")
     serve = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server",
                            description="Serve POST /v1/chat/completions, GET /v1/models, /v1/routers and "
@@ -104,6 +109,8 @@ async def _ask(args: argparse.Namespace) -> int:
         register_engine("local", LocalSearchEngine(args.corpus, progress=progress.indexing))
     else:
         register_engine("local", lambda: LocalSearchEngine(progress=progress.indexing))
+    if args.verify is not None and args.verify not in ("repair", "flag", "off"):
+        raise InvalidRequestError(f"--verify must be repair, flag or off, not {args.verify!r}", param="verify")
     web_search = {"max_results": args.max_results, "max_steps": args.max_steps}
     if args.engine or args.corpus:
         web_search["engine"] = args.engine or "local"
@@ -114,6 +121,9 @@ async def _ask(args: argparse.Namespace) -> int:
     }
     if args.model:
         request["model"] = args.model
+    citations = {k: v for k, v in (("verify", args.verify), ("verifier", args.verifier)) if v}
+    if citations:
+        request["citations"] = citations
     if args.json:
         result = await acompletion(progress=progress, **request)
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))

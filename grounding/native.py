@@ -86,6 +86,31 @@ _GROQ_SEARCHES = frozenset({"search", "web_search", "browser.search", "browser_s
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 
 
+def _claims_of_links(content: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI's and xAI's spans cover the link a search model writes after a claim
+    (``claim. ([site](url))``), not the claim: widen each to the claim it cites, read
+    the way the tool loop reads links. A span that is more than its link stays as given."""
+    if not found:
+        return found
+    urls = list(dict.fromkeys(a["url_citation"]["url"] for a in found))
+    refs = [SourceRef(i + 1, u, "") for i, u in enumerate(urls)]
+    claims = annotate(content, refs, infer=False).annotations
+    out = []
+    for a in found:
+        c = a["url_citation"]
+        wider = [x["url_citation"] for x in claims if x["url_citation"]["url"] == c["url"]
+                 and x["url_citation"]["start_index"] <= c["start_index"] < x["url_citation"]["end_index"]]
+        if wider and not _WORDS_OUTSIDE_LINKS.search(_LINKS_AND_MARKERS.sub(" ", content[c["start_index"]:c["end_index"]])):
+            c = {**c, "start_index": wider[0]["start_index"], "end_index": max(c["end_index"], wider[0]["end_index"])}
+            a = {**a, "url_citation": c}
+        out.append(a)
+    return out
+
+
+_LINKS_AND_MARKERS = re.compile(r"\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^)\n]*\)|\[\d+\]")
+_WORDS_OUTSIDE_LINKS = re.compile(r"\w")
+
+
 class NativeResult:
     """What a provider's own search returned, gathered from a response or chunks."""
 
@@ -186,11 +211,11 @@ class NativeResult:
         elif p == "perplexity" and self.citations:
             found = perplexity_annotations(content, self.citations, self.search_results)
         elif p == "xai":
-            found = xai_annotations(content, self.annotations)
+            found = _claims_of_links(content, xai_annotations(content, self.annotations))
         elif p == "groq" and self.groq_tools:
             found = groq_annotations(content, list(self.groq_tools.values()))
         else:
-            found = openai_annotations(content, self.annotations)
+            found = _claims_of_links(content, openai_annotations(content, self.annotations))
         if not found:  # streamed xAI and the like: the links are still in the text
             found = self._from_links(content)
         return sorted(found, key=lambda a: (a["url_citation"]["start_index"], a["url_citation"]["url"]))

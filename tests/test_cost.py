@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import litellm  # tests/conftest.py sets LITELLM_LOCAL_MODEL_COST_MAP before this import
@@ -36,20 +36,6 @@ PRICED_AS = {
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return _LOOP.run_until_complete(coro)
-
-
-@pytest.fixture(scope="module")
-def _native_server() -> Iterator[FakeNative]:
-    with FakeNative() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_native(_native_server: FakeNative, monkeypatch: pytest.MonkeyPatch) -> FakeNative:
-    _native_server.reset()
-    for name, value in _native_server.env().items():
-        monkeypatch.setenv(name, value)
-    return _native_server
 
 
 def call(provider: str, *, stream: bool = False, search: bool = True) -> Any:

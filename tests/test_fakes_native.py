@@ -187,20 +187,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return _LOOP.run_until_complete(coro)
 
 
-@pytest.fixture(scope="module")
-def _native_server() -> Iterator[FakeNative]:
-    with FakeNative() as server:
-        yield server
+@pytest.fixture(scope="module", autouse=True)
+def _close_loop() -> Iterator[None]:
+    yield
     _LOOP.close()
-
-
-@pytest.fixture
-def fake_native(_native_server: FakeNative, monkeypatch: pytest.MonkeyPatch) -> FakeNative:
-    """The native-search fake, reset, with its env (API bases and dummy keys) set for the test."""
-    _native_server.reset()
-    for name, value in _native_server.env().items():
-        monkeypatch.setenv(name, value)
-    return _native_server
 
 
 async def _call(fake: FakeNative, provider: str, *, stream: bool = False, **kw: Any) -> Any:

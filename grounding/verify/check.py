@@ -98,17 +98,28 @@ class CheckResult:
         return {c.source_id for c in self.checks if c.action in ("kept", "flagged", "moved")}
 
 
+_LINK = r"\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^)\n]*\)"
+# The citation itself, where a span ends with it: markers, links, autolinks, in brackets or not.
+_TRAILING_CITE_RE = re.compile(
+    rf"(?:\s*[(\[]?\s*(?:{_LINK}|\[\s*\^?(?:(?:sources?|src|ref)\s*[:#]?\s*)?\d[\d,;\s\-–—]*\]|【[^】\n]*】|"
+    r"<https?://[^>\s]*>|\(\s*https?://[^)\s]*\s*\))\s*[)\]]?[.,;:!?]?)+\s*$", re.IGNORECASE)
+# An opening attribution: "According to [Title](url), ...", "[Title](url) reports that ...".
+_LEADING_CITE_RE = re.compile(
+    rf"^\s*(?:(?:according\s+to|as\s+(?:\w+\s+)?(?:reported|noted|stated|described|explained|shown|documented|"
+    rf"written|listed|mentioned)\s+(?:by|in|on|at)|per)\s+(?:the\s+)?{_LINK}\s*[,:]?\s*|{_LINK}\s*[,:]?\s*"
+    r"(?:(?:says|said|states|stated|reports|reported|notes|noted|writes|wrote|explains|explained|finds|found|"
+    r"shows|showed|confirms|confirmed)\s+(?:that\s+)?)?)", re.IGNORECASE)
 _ATTRIBUTION_RE = re.compile(
     r"^\s*(?:according\s+to|as\s+(?:\w+\s+)?(?:reported|noted|stated|described|explained|shown|documented|"
-    r"written|listed|mentioned)\s+(?:by|in|on|at)|per)\b[^,]{0,120},\s*", re.IGNORECASE)
+    r"written|listed|mentioned)\s+(?:by|in|on|at)|per)\b[^,]{0,80},\s*", re.IGNORECASE)
 
 
 def claim_text(span: str) -> str:
-    """What a cited span claims: markers, links' markup, URLs and an opening
-    attribution ("According to [Title](url), ...") removed."""
-    span = re.sub(r"^\s*\[[^\]\n]*\]\([^)\n]*\)\s*(?:says|said|states|stated|reports|reported|notes|noted|"
-                  r"writes|wrote|explains|explained|finds|found|shows|showed|confirms|confirmed)\s+(?:that\s+)?",
-                  "", span, flags=re.IGNORECASE)
+    """What a cited span claims: the citation itself (trailing markers or links, an
+    opening "According to [Title](url),"), markup and URLs removed; a link inside the
+    claim keeps its text ("The [Eiffel Tower](url) is 330 m tall")."""
+    span = _TRAILING_CITE_RE.sub("", span)
+    span = _LEADING_CITE_RE.sub("", span, count=1)
     return _ATTRIBUTION_RE.sub("", clean_claim(span))
 
 
@@ -219,17 +230,22 @@ def _clearly_better(cited: Judgement, alt: Judgement, verdict: str) -> bool:
 
 def _dedupe(checks: list[Checked]) -> None:
     """A span that ends up citing one source twice (a move onto a source it already
-    cites) keeps the first; the other is removed."""
+    cites) keeps the first; the other is removed, reported under the source it cited."""
     seen: dict[tuple[int, int, int], Checked] = {}
     for c in checks:
         if c.action not in ("kept", "flagged", "moved"):
             continue
         key = (c.start, c.end, c.source_id)
-        if key in seen:
-            c.action = "removed"
-            c.reason = f"the span already cites source [{c.source_id}]" + (f" ({c.reason})" if c.reason else "")
-        else:
+        if key not in seen:
             seen[key] = c
+            continue
+        if c.action == "moved" and c.moved_from_url is not None:
+            c.reason = f"{c.reason}, and the span already cites it"
+            c.url, c.source_id = c.moved_from_url, c.moved_from_id if c.moved_from_id is not None else c.source_id
+            c.moved_from_url = c.moved_from_id = None
+        else:
+            c.reason = f"the span already cites source [{c.source_id}]"
+        c.action = "removed"
 
 
 def _url(by_id: dict[int, SourceText], c: Citation) -> str:

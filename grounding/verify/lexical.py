@@ -42,10 +42,12 @@ class SourceIndex:
     source: SourceText
     spans: list[tuple[int, int]] = field(default_factory=list)
     sentence_terms: list[Terms] = field(default_factory=list)
+    sentence_stems: list[frozenset[str]] = field(default_factory=list)
     where: dict[str, list[int]] = field(default_factory=dict)  # stem -> sentence indexes
     title_stems: set[str] = field(default_factory=set)
     all_stems: set[str] = field(default_factory=set)
     all_numbers: list[Number] = field(default_factory=list)
+    number_where: list[tuple[Number, int]] = field(default_factory=list)  # (number, sentence index)
 
     @classmethod
     def build(cls, source: SourceText) -> "SourceIndex":
@@ -55,13 +57,22 @@ class SourceIndex:
             t = terms(source.text[a:b])
             index.spans.append((a, b))
             index.sentence_terms.append(t)
-            for s in t.distinct:
+            stems = frozenset(t.stems)
+            index.sentence_stems.append(stems)
+            for s in stems:
                 where[s].append(i)
             index.all_numbers.extend(t.numbers)
+            index.number_where.extend((n, i) for n in t.numbers)
         index.where = dict(where)
         index.all_stems = set(where)
         index.title_stems = terms(source.title).distinct if source.title else set()
         return index
+
+    def near(self, stem: str) -> set[str]:
+        """The source's stems a long claim stem loosely matches (one a prefix of the other)."""
+        if len(stem) < 6 or stem in self.where:
+            return set()
+        return {s for s in self.all_stems if len(s) >= 6 and (s.startswith(stem) or stem.startswith(s))}
 
 
 class Corpus:
@@ -98,7 +109,12 @@ class _Claim:
     text: str
     terms: Terms
     weights: dict[str, float]
+    number_weight: float
     total: float
+
+
+#: Sentences of a source looked at closely per claim: the best matches by weighted words.
+_CANDIDATES = 4
 
 
 class LexicalJudge:
@@ -132,7 +148,7 @@ class LexicalJudge:
         weights = {s: corpus.weight(s) * (_NAME_WEIGHT if s in t.names else 1.0) for s in t.distinct}
         number_weight = max(weights.values(), default=1.0)
         total = sum(weights.values()) + number_weight * len(t.numbers)
-        return _Claim(text, t, weights, total)
+        return _Claim(text, t, weights, number_weight, total)
 
     def _one(self, corpus: Corpus, claim: _Claim, source_id: int) -> Judgement:
         if source_id not in corpus.sources:
@@ -141,79 +157,97 @@ class LexicalJudge:
         if not t.distinct and not t.numbers:
             return Judgement("unsupported", 0.0, None, "the span states nothing that can be checked")
         idx = corpus.index(source_id)
-        candidates = sorted({i for s in t.distinct for i in idx.where.get(s, ())}
-                            | {i for i, st in enumerate(idx.sentence_terms)
-                               if t.numbers and _any_number(t.numbers, st.numbers)})
-        if not candidates:
+        # Each claim stem, and the source stems that loosely match it.
+        matches = {s: ({s} if s in idx.where else set()) | idx.near(s) for s in claim.weights}
+        score: dict[int, float] = defaultdict(float)
+        for s, found in matches.items():
+            for f in found:
+                for i in idx.where.get(f, ()):
+                    score[i] += claim.weights[s]
+        for n in t.numbers:
+            for m, i in idx.number_where:
+                if numbers_match(n, m):
+                    score[i] += claim.number_weight
+        if not score:
             return Judgement("unsupported", 0.0, None, "the source shares none of the claim's words")
-        windows = {(first, last) for i in candidates
+        best = sorted(score, key=lambda i: (-score[i], i))[:_CANDIDATES]
+        windows = {(first, last) for i in best
                    for first in range(max(0, i - _MAX_WINDOW + 1), i + 1)
                    for last in range(i, min(len(idx.spans), first + _MAX_WINDOW))}
         # The best cover; among equals, the shortest window, then the earliest.
-        coverage, first, last = max(((self._coverage(claim, idx, f, l), f, l) for f, l in windows),
+        coverage, first, last = max(((self._coverage(claim, idx, matches, f, l), f, l) for f, l in windows),
                                     key=lambda w: (round(w[0], 6), w[1] - w[2], -w[1]))
-        first, last = self._shrink(claim, idx, first, last, coverage)
+        first, last = self._shrink(claim, idx, matches, first, last)
+        coverage = self._coverage(claim, idx, matches, first, last)
         a, b = idx.spans[first][0], idx.spans[last][1]
         evidence = Evidence(idx.source.text[a:b], a, b)
-        return self._verdict(claim, idx, first, last, coverage, evidence)
+        return self._verdict(claim, idx, matches, first, last, coverage, evidence)
 
     @staticmethod
-    def _window(idx: SourceIndex, first: int, last: int) -> tuple[set[str], list[Number], set[str]]:
-        stems: set[str] = set()
-        numbers: list[Number] = []
-        negated: set[str] = set()
-        for st in idx.sentence_terms[first:last + 1]:
-            stems |= st.distinct
-            numbers += st.numbers
-            negated |= st.negated
-        return stems, numbers, negated
+    def _stems(idx: SourceIndex, first: int, last: int) -> set[str]:
+        out: set[str] = set()
+        for stems in idx.sentence_stems[first:last + 1]:
+            out |= stems
+        return out
 
-    def _coverage(self, claim: _Claim, idx: SourceIndex, first: int, last: int) -> float:
-        stems, numbers, _ = self._window(idx, first, last)
-        got = sum(w for s, w in claim.weights.items() if s in stems or _near(s, stems))
-        number_weight = max(claim.weights.values(), default=1.0)
-        got += number_weight * sum(1 for n in claim.terms.numbers if _any_number([n], numbers))
+    @staticmethod
+    def _numbers(idx: SourceIndex, first: int, last: int) -> list[Number]:
+        return [n for t in idx.sentence_terms[first:last + 1] for n in t.numbers]
+
+    def _word_cover(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
+                    last: int) -> float:
+        stems = self._stems(idx, first, last)
+        return sum(w for s, w in claim.weights.items() if matches[s] & stems)
+
+    def _coverage(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
+                  last: int) -> float:
+        got = self._word_cover(claim, idx, matches, first, last)
+        numbers = self._numbers(idx, first, last)
+        got += claim.number_weight * sum(1 for n in claim.terms.numbers if _any_number([n], numbers))
         return got / claim.total if claim.total else 0.0
 
-    def _shrink(self, claim: _Claim, idx: SourceIndex, first: int, last: int, coverage: float) -> tuple[int, int]:
-        """Drop edge sentences that add nothing: the shortest passage with the same cover."""
-        while first < last and self._coverage(claim, idx, first + 1, last) >= coverage - 1e-9:
+    def _shrink(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
+                last: int) -> tuple[int, int]:
+        """The shortest passage with the same cover of the claim's *words*: an edge sentence
+        that only adds a number ("eight" in the sentence before) is dropped, and the numbers
+        are then checked against what is left."""
+        words = self._word_cover(claim, idx, matches, first, last)
+        while first < last and self._word_cover(claim, idx, matches, first + 1, last) >= words - 1e-9:
             first += 1
-        while last > first and self._coverage(claim, idx, first, last - 1) >= coverage - 1e-9:
+        while last > first and self._word_cover(claim, idx, matches, first, last - 1) >= words - 1e-9:
             last -= 1
         return first, last
 
-    def _verdict(self, claim: _Claim, idx: SourceIndex, first: int, last: int, coverage: float,
-                 evidence: Evidence) -> Judgement:
+    def _verdict(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int, last: int,
+                 coverage: float, evidence: Evidence) -> Judgement:
         t = claim.terms
-        stems, numbers, negated = self._window(idx, first, last)
+        numbers = self._numbers(idx, first, last)
         score = coverage
         cap: Verdict = "supported"
         reasons: list[str] = []
         missing = [n for n in t.numbers if not _any_number([n], numbers)]
         absent = [n for n in missing if not _any_number([n], idx.all_numbers)]
+        # Numbers of the passage the claim does not repeat: where a claim's number is missing,
+        # the passage saying another number in its place contradicts it.
+        others = [n for n in numbers if not _any_number([n], t.numbers)]
         if absent:
             cap = "unsupported"
             reasons.append(f"the source does not state {_show(absent[0])}")
+        elif missing and others:
+            cap = "unsupported"
+            reasons.append(f"the passage gives {_show(others[0])} where the claim says {_show(missing[0])}")
         elif missing:
             cap = _lower(cap, "partial")
             reasons.append(f"{_show(missing[0])} is stated elsewhere in the source, not beside the rest")
-        names = [s for s in t.names if s not in idx.all_stems and s not in idx.title_stems and not _near(s, idx.all_stems)]
-        if len(names) >= 2:
+        names = [s for s in t.names if not matches.get(s) and s not in idx.title_stems]
+        if names:
             cap = "unsupported"
-            reasons.append("names in the claim do not occur in the source")
-        elif names:
-            cap = _lower(cap, "partial")
             score *= 0.8
-            reasons.append("a name in the claim does not occur in the source")
-        matched = {s for s in t.distinct if s in stems}
-        claim_negates = bool(t.negated & matched) or (t.negation and not (t.distinct - t.negated))
-        window_negates = bool(negated & matched)
-        if claim_negates != window_negates and matched:
+            reasons.append("the claim names someone or something the source never mentions")
+        if _negations_differ(t, idx, matches, first, last):
             cap = "unsupported"
             score *= 0.5
-            reasons.append("the claim negates what the source states" if claim_negates
-                           else "the source negates what the claim states")
+            reasons.append("the claim and the passage disagree on a negation (one says not)")
         verdict: Verdict = ("supported" if score >= self.supported_at
                             else "partial" if score >= self.partial_at else "unsupported")
         verdict = _lower(verdict, cap)
@@ -222,18 +256,26 @@ class LexicalJudge:
         return Judgement(verdict, round(min(score, 1.0), 4), evidence, "; ".join(reasons))
 
 
+def _negations_differ(t: Terms, idx: SourceIndex, matches: dict[str, set[str]], first: int, last: int) -> bool:
+    """Whether the claim and the passage disagree on negation: the negations (odd or even)
+    in the claim against those in the part of the passage the claim covers (from a few
+    words before its first shared word to its last), so "X is Y, but Z is not W" still
+    supports "X is Y", and "X was not denied" does not support "X was denied"."""
+    wanted = set().union(*matches.values()) if matches else set()
+    seq: list[str | None] = [tok for st in idx.sentence_terms[first:last + 1] for tok in st.seq]
+    hits = [i for i, tok in enumerate(seq) if tok is not None and tok in wanted]
+    if not hits:
+        return False
+    lo, hi = max(0, hits[0] - 3), hits[-1]
+    in_passage = sum(1 for tok in seq[lo:hi + 1] if tok is None)
+    return in_passage % 2 != t.negations % 2
+
+
 _ORDER = {"supported": 2, "partial": 1, "unsupported": 0}
 
 
 def _lower(a: Verdict, b: Verdict) -> Verdict:
     return a if _ORDER[a] <= _ORDER[b] else b
-
-
-def _near(stem: str, stems: set[str]) -> bool:
-    """A looser match for long words: one stem the prefix of the other (``photograph`` / ``photographi``)."""
-    if len(stem) < 6:
-        return False
-    return any(len(s) >= 6 and (s.startswith(stem) or stem.startswith(s)) for s in stems)
 
 
 def _any_number(claimed: Sequence[Number], found: Sequence[Number]) -> bool:

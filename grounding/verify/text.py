@@ -11,8 +11,9 @@ Everything here is lexical and deterministic. A text becomes :class:`Terms`:
   so a rounded claim ("about 3.5 million") can meet a precise source
   ("3,512,000") while a changed digit cannot;
 * **names**: capitalized words that do not start a sentence, and acronyms;
-* **negated**: stems inside a negation's scope ("not", "never", "n't",
-  "no", "without", "fails to"... up to the next clause boundary).
+* **seq**: the stems and the negations ("not", "never", "n't", "no",
+  "without", "fails to"...) in order, so a judge can count the negations
+  around the words a claim and a passage share.
 
 Markdown (links, emphasis, headings, list bullets, tables) and citation
 markers are removed from claims by :func:`clean_claim`; sources are read as
@@ -36,7 +37,8 @@ STOP_WORDS = frozenset(
     some such than that the their theirs them themselves then there these they this those though through thus
     to too under until up upon us use used using very via was we well were what whatever when where whereas
     whether which while who whom whose why will with within would yet you your yours yourself yourselves
-    s t d ll m re ve according said says say according accordingly""".split()
+    s t d ll m re ve according said says say according accordingly however nevertheless nonetheless moreover
+    furthermore additionally therefore hence meanwhile instead indeed also likewise still""".split()
 )
 
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -56,16 +58,22 @@ _NUMBER_WORDS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
     "ninth": 9, "tenth": 10, "twice": 2, "half": 0.5, "double": 2, "triple": 3,
 }
+_NUMBER_WORD_RE = re.compile(r"\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b",
+                             re.IGNORECASE)
 _MONTHS = {m[:3]: m for m in ("january february march april may june july august september october "
                                 "november december").split()}
 _NEGATIONS = frozenset(
     "not no never none nobody nothing neither nor without cannot cant can't won't isn't aren't wasn't weren't "
-    "doesn't don't didn't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't lack lacks lacked lacking "
-    "fail fails failed failing unable refuse refused refuses denied deny denies absent".split()
+    "doesn't don't didn't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't".split()
 )
-# A negation's scope ends at a clause boundary.
-_SCOPE_BREAKS = frozenset("and but or while whereas although though however yet because since unlike".split())
-_SCOPE_WORDS = 6
+# Words that negate what follows and say something themselves (kept as content words too).
+_NEGATING_VERBS = frozenset(
+    "lack lacks lacked lacking fail fails failed failing unable refuse refused refuses deny denied denies "
+    "absent".split()
+)
+# An approximate number: "about 20", "nearly 3 million", "more than 450,000".
+_APPROX_RE = re.compile(r"(?:about|around|roughly|nearly|almost|approximately|some|over|under|more\s+than|"
+                        r"less\s+than|fewer\s+than|up\s+to|at\s+least|close\s+to|~|≈)\s*[$€£]?\s*$", re.IGNORECASE)
 
 # Citation markers and links in an answer's span (what grounding.citations reads).
 _MARKER_RE = re.compile(r"\[\s*\^?(?:(?:sources?|src|ref)\s*[:#]?\s*)?\d{1,6}(?:\s*[-–—,;]\s*\d{1,6})*\s*\]"
@@ -110,10 +118,12 @@ def clean_claim(span: str) -> str:
 
 @dataclass(frozen=True)
 class Number:
-    """A number as written: its value and how many significant digits it was given with."""
+    """A number as written: its value, how many significant digits it was given with, and
+    whether it was given as approximate ("about 20", "3.5 million")."""
 
     value: float
     digits: int
+    approx: bool = False
 
 
 def _significant(body: str) -> int:
@@ -136,18 +146,22 @@ def _numbers(text: str) -> list[Number]:
             value = float(body)
         except ValueError:  # pragma: no cover (the pattern admits only numbers)
             continue
-        scale = _SCALES.get((m.group("glued") or m.group("scale") or "").lower(), 1.0)
-        out.append(Number(value * scale, _significant(body)))
+        scale_word = (m.group("glued") or m.group("scale") or "").lower()
+        scale = _SCALES.get(scale_word, 1.0)
+        approx = bool(m.group("scale")) or _APPROX_RE.search(text, max(0, m.start() - 16), m.start()) is not None
+        out.append(Number(value * scale, _significant(body), approx))
     return out
 
 
 def numbers_match(claim: Number, source: Number) -> bool:
-    """Whether a claimed number is the source's, allowing a claim written with
-    fewer significant digits to round the source's value ("3.5 million" for
-    3,512,000; "about 5,000" for 4,987), but never a year for another year."""
+    """Whether a claimed number is the source's, allowing an approximate claim written
+    with fewer significant digits to round the source's value ("3.5 million" for
+    3,512,000; "about 5,000" for 4,987), but never a year for another year, and
+    never a plain "20" for 24."""
     if math.isclose(claim.value, source.value, rel_tol=1e-9, abs_tol=1e-9):
         return True
-    if claim.value <= 0 or source.value <= 0 or claim.digits >= source.digits or claim.digits > 3:
+    if not claim.approx or claim.value <= 0 or source.value <= 0 or claim.digits >= source.digits \
+            or claim.digits > 3:
         return False
     if _YEARS[0] <= claim.value <= _YEARS[1] and _YEARS[0] <= source.value <= _YEARS[1]:
         return False
@@ -163,58 +177,74 @@ class Terms:
     stems: list[str] = field(default_factory=list)  # content stems in order (repeats kept)
     numbers: list[Number] = field(default_factory=list)
     names: set[str] = field(default_factory=set)  # stems of capitalized words and acronyms
-    negated: set[str] = field(default_factory=set)  # stems inside a negation's scope
-    negation: bool = False  # a negation cue occurs at all
+    #: The stems and the negations, in order (a negation is ``None``; a negating verb,
+    #: "failed", is both): where negations stand relative to the words they negate.
+    seq: list[str | None] = field(default_factory=list)
 
     @property
     def distinct(self) -> set[str]:
         return set(self.stems)
 
+    @property
+    def negations(self) -> int:
+        return sum(1 for t in self.seq if t is None)
+
+
+@functools.lru_cache(maxsize=131072)
+def _word(low: str) -> tuple[str, object]:
+    """How one lowercased word reads: ``("neg", None)``, ``("negverb", stem)``, ``("number", value)``,
+    ``("skip", None)``, ``("cjk", pairs)`` or ``("word", stem)``."""
+    low = low.replace("’", "'")
+    if low in _NEGATIONS or low.endswith("n't"):
+        return "neg", None
+    if low in _NEGATING_VERBS:
+        return "negverb", stem(low)
+    if low in _NUMBER_WORDS:
+        return "number", float(_NUMBER_WORDS[low])
+    if low.isdigit() or low in STOP_WORDS or low in _SCALES or low[:1].isdigit():
+        return "skip", None  # digits, "million", "3bn": read as numbers
+    if _CJK_RE.search(low):
+        return "cjk", tuple(_cjk_pairs(low))
+    if len(low) < 2 and not low.isalpha():
+        return "skip", None
+    return "word", stem(low)
+
 
 def terms(text: str) -> Terms:
     """The :class:`Terms` of ``text`` (a claim, or a sentence of a source)."""
     out = Terms()
-    out.numbers = _numbers(text)
-    sentence_start = True
-    scope = 0
+    if any(c.isdigit() for c in text) or _NUMBER_WORD_RE.search(text):
+        out.numbers = _numbers(text)
     for m in _WORD_RE.finditer(text):
         raw = m.group(0)
-        low = raw.lower().replace("’", "'")
-        before = text[max(0, m.start() - 2):m.start()]
-        if any(ch in before for ch in ".!?\n:") or m.start() == 0:
-            sentence_start = True
-        if low in _NEGATIONS or low.endswith("n't"):
-            if not (low == "not" and text[m.end():m.end() + 5].lower() == " only"):
-                out.negation = True
-                scope = _SCOPE_WORDS
-            sentence_start = False
-            continue
-        if low in _SCOPE_BREAKS:
-            scope = 0
-        if low.isdigit() or low in STOP_WORDS:
-            sentence_start = False
-            if low in _NUMBER_WORDS and not low.isdigit():
-                out.numbers.append(Number(float(_NUMBER_WORDS[low]), 1))
-            continue
-        if low in _NUMBER_WORDS:
-            out.numbers.append(Number(float(_NUMBER_WORDS[low]), 1))
-            sentence_start = False
-            continue
-        if _CJK_RE.search(low):
-            out.stems.extend(_cjk_pairs(low))
-            sentence_start = False
-            continue
-        if len(low) < 2 and not low.isalpha():
-            continue
-        s = stem(low)
-        out.stems.append(s)
-        if (raw[0].isupper() and not sentence_start) or (len(raw) >= 2 and raw.isupper() and raw.isalpha()):
-            out.names.add(s)
-        if scope > 0:
-            out.negated.add(s)
-            scope -= 1
-        sentence_start = False
+        kind, value = _word(raw.lower())
+        if kind == "word":
+            out.stems.append(value)  # type: ignore[arg-type]
+            out.seq.append(value)  # type: ignore[arg-type]
+            if raw[0].isupper() and (len(raw) >= 2 and raw.isupper() and raw.isalpha() or _mid_sentence(text, m.start())):
+                out.names.add(value)  # type: ignore[arg-type]
+        elif kind == "neg":
+            # "not only X but also Y" negates nothing
+            if not (raw.lower() == "not" and re.match(r"\s+only\b.*\bbut\b", text[m.end():], re.S | re.I)):
+                out.seq.append(None)
+        elif kind == "negverb":
+            out.seq.append(None)
+            out.stems.append(value)  # type: ignore[arg-type]
+            out.seq.append(value)  # type: ignore[arg-type]
+        elif kind == "number":
+            out.numbers.append(Number(value, 1))  # type: ignore[arg-type]
+        elif kind == "cjk":
+            out.stems.extend(value)  # type: ignore[arg-type]
+            out.seq.extend(value)  # type: ignore[arg-type]
     return out
+
+
+def _mid_sentence(text: str, pos: int) -> bool:
+    """Whether the word at ``pos`` does not open a sentence (a capital there marks a name)."""
+    i = pos - 1
+    while i >= 0 and text[i] in " \t\"'“‘(":
+        i -= 1
+    return i >= 0 and text[i] not in ".!?\n:;"
 
 
 def _cjk_pairs(word: str) -> list[str]:

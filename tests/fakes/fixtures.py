@@ -7,7 +7,9 @@ requests cleared and every failure switch and latency reset.
 - ``fake_search``: :class:`~tests.fakes.search_apis.FakeSearch` whose results
   point at ``fake_web``; it also sets its ``env()`` (API bases and dummy keys)
   for the test, so ``litellm.asearch`` reaches it;
-- ``fake_llm``: :class:`~tests.fakes.llm.FakeLLM`.
+- ``fake_llm``: :class:`~tests.fakes.llm.FakeLLM`;
+- ``fake_native``: :class:`~tests.fakes.native.FakeNative` (providers' own search), with
+  its ``env()`` (API bases and dummy keys) set for the test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.llm import FakeLLM
+from tests.fakes.native import FakeNative
 from tests.fakes.search_apis import FakeSearch
 from tests.fakes.web import FakeWeb
 
@@ -63,3 +66,18 @@ def fake_llm(_fake_llm_server: FakeLLM) -> FakeLLM:
     """The chat model server (OpenAI and Anthropic wire formats), reset for this test."""
     _fake_llm_server.reset()
     return _fake_llm_server
+
+
+@pytest.fixture(scope="session")
+def _fake_native_server() -> Iterator[FakeNative]:
+    with FakeNative() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_native(_fake_native_server: FakeNative, monkeypatch: pytest.MonkeyPatch) -> FakeNative:
+    """The native-search fake, reset, with its env (API bases and dummy keys) set for the test."""
+    _fake_native_server.reset()
+    for name, value in _fake_native_server.env().items():
+        monkeypatch.setenv(name, value)
+    return _fake_native_server

@@ -19,6 +19,10 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tests.fakes.claims import Scripted
 
 __all__ = [
     "POLICIES",
@@ -244,6 +248,40 @@ def _echo_json(c: Conversation) -> Action:
     return _json_searcher(c)
 
 
+#: What the ``mixed`` policy wrote for each question: its claims and the truth about them
+#: (``tests.fakes.claims``), and the sources it was shown as ``(url, title, text)``.
+SCRIPTED: dict[str, tuple["Scripted", list[tuple[str, str, str]]]] = {}
+
+
+def _mixed(c: Conversation) -> str:
+    """A misbehaving model: correct, paraphrased, misattributed, made-up and altered claims,
+    each with a citation (see ``tests.fakes.claims``)."""
+    from tests.fakes.claims import render, script
+
+    sources = c.sources()
+    if not sources:
+        return "I could not find any sources about that."
+    shown = [(s.url, s.title, s.text) for s in sources]
+    scripted = script(shown, c.question())
+    text = render(scripted, shown, [int(s.id) for s in sources])
+    SCRIPTED[c.question()] = (scripted, shown)
+    return text
+
+
+_ITEM_RE = re.compile(r"^(\d+)\. CLAIM: (.*?)\nPASSAGE: (.*?)(?=\n\n\d+\. CLAIM: |\Z)", re.S | re.M)
+
+
+def _judge(c: Conversation) -> Action:
+    """A citation judge (``grounding.verify.ModelJudge``'s batched request): an item is
+    supported when every word of its claim occurs in its passage, else unsupported."""
+    verdicts = []
+    for m in _ITEM_RE.finditer(c.question()):
+        claim = set(re.findall(r"\w+", m[2].lower()))
+        passage = set(re.findall(r"\w+", m[3].lower()))
+        verdicts.append({"id": int(m[1]), "verdict": "supported" if claim <= passage else "unsupported"})
+    return Action(text=json.dumps({"verdicts": verdicts}))
+
+
 POLICIES: dict[str, Policy] = {
     "searcher": _searcher,
     "links": searching(_cited(lambda s, i, _: f"[{s.title}]({s.url})")),
@@ -257,6 +295,9 @@ POLICIES: dict[str, Policy] = {
     ),
     "caller-tool": _caller_tool,
     "phantom": searching(_phantom),
+    "mixed": searching(_mixed),
+    "judge": _judge,
+    "judge-garbage": lambda c: Action(text="I think they are all fine."),
     "nocite": searching(lambda c: _claim(c.sources()[0]) if c.sources() else "I know this."),
     "direct": lambda c: Action(text="I know this."),
     "echo-json": _echo_json,

@@ -127,7 +127,8 @@ def gold(page: str) -> Gold:
     kind, _, ident = re.sub(r"^https?://[^/]+", "", page).strip("/").partition("/")
     if kind == "wcxb":
         truth = json.loads((DATA_DIR / "wcxb" / "dev" / "ground-truth" / f"{ident}.json").read_text("utf-8"))
-        return Gold(truth["ground_truth"]["title"] or "", truth["ground_truth"]["main_content"] or "")
+        gt = truth["ground_truth"]
+        return Gold(gt.get("title") or "", gt.get("main_content") or "")  # 2 pages have no main_content
     if kind == "scrapinghub":
         html = page_html(f"scrapinghub/{ident}")
         return Gold((html_title(html) if html else None) or "", _scrapinghub_truth()[ident]["articleBody"])
