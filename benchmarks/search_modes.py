@@ -714,6 +714,7 @@ def score(q: Question, spec: ModelSpec, mode: Mode, response: Any, wall_ms: floa
     }
     if response is None:
         row.update(answer="", contains=0, f1=0.0, annotations=[], citations_checkable=0, citations_supported=0,
+                   citations_checkable_before=0, citations_supported_before=0, citations_kept_supported=0,
                    citations_unverifiable=0, gold_cited=False if q.gold_urls else None,
                    gold_retrieved=False if q.gold_urls and mode.kind != "none" else None,
                    total_duration_ms=None, prompt_tokens=None, completion_tokens=None, cost_usd=None)
@@ -725,6 +726,12 @@ def score(q: Question, spec: ModelSpec, mode: Mode, response: Any, wall_ms: floa
     judged = citation_spans_supported(content, annotations, pages.text, q.question)
     for j in judged:
         j["real_url"] = pages.real_url(j["url"])
+    # The citations as the model wrote them, before the library checked them (metadata.citations.checks:
+    # a moved one under the URL it had): this benchmark's own judge, over the same answer.
+    before = [{"url_citation": {"url": c.moved_from.url if c.moved_from else c.url, "start_index": c.start,
+                                "end_index": c.end}} for c in meta.citations.checks] or annotations
+    judged_before = citation_spans_supported(content, before, pages.text, q.question)
+    emitted = {(j["start"], j["end"], j["url"]) for j in judged}
     gold = {url_key(u) for u in q.gold_urls}
     cited = {url_key(j["real_url"]) for j in judged}
     given = [s for s in meta.sources if s.status != "failed"] if mode.kind != "none" else []
@@ -747,6 +754,11 @@ def score(q: Question, spec: ModelSpec, mode: Mode, response: Any, wall_ms: floa
         citations_checkable=sum(j["supported"] is not None for j in judged),
         citations_supported=sum(bool(j["supported"]) for j in judged),
         citations_unverifiable=sum(j["supported"] is None for j in judged),
+        citations_checkable_before=sum(j["supported"] is not None for j in judged_before),
+        citations_supported_before=sum(bool(j["supported"]) for j in judged_before),
+        citations_kept_supported=sum(bool(j["supported"]) and (j["start"], j["end"], j["url"]) in emitted
+                                     for j in judged_before),
+        citation_verify=meta.citations.verify,
         gold_cited=bool(gold & cited) if gold else None,
         gold_retrieved=(bool(gold & retrieved) if gold else None) if mode.kind == "loop" else
         (bool(gold & cited) if gold else None) if mode.kind == "native" else None,
@@ -802,6 +814,9 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "citation_precision": round(sum(r["citations_supported"] for r in rows) / checkable, 4) if checkable else None,
         "citations_checkable": checkable,
         "citations_unverifiable": sum(r["citations_unverifiable"] for r in rows),
+        # Before the library's check (as the model wrote them), and the supported ones the check kept.
+        "citation_precision_before": _share(rows, "citations_supported_before", "citations_checkable_before"),
+        "citations_kept_of_supported": _share(rows, "citations_kept_supported", "citations_supported_before"),
         "citation_recall": _mean([float(r["gold_cited"]) for r in with_gold]),
         "gold_retrieved": _mean([float(r["gold_retrieved"]) for r in retrieved]),
         "answer_reachable": _mean([float(x) for x in reachable]),
@@ -818,6 +833,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- report: markdown and figures ---------------------------------------------------------------
+
+
+def _share(rows: Sequence[dict[str, Any]], part: str, whole: str) -> float | None:
+    total = sum(r.get(whole, 0) for r in rows)
+    return round(sum(r.get(part, 0) for r in rows) / total, 4) if total else None
 
 
 def _pct(x: float | None) -> str:
@@ -849,9 +869,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"trafilatura {env.get('trafilatura')}, git {_git_label(env.get('git'))}; load average (1, 5, 15 min) "
         f"{report['loadavg_before']} before, {report['loadavg_after']} after.", "",
         "| model | mode | n | err | accuracy (contains) | token F1 | citation precision (checked) | "
-        "citation recall | gold retrieved | answer reachable | answer shown | latency p50 | p95 | prompt tok | "
+        "precision before the check / supported kept | citation recall | gold retrieved | answer reachable | answer shown | latency p50 | p95 | prompt tok | "
         "completion tok | cost USD |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in report["summary"]:
         cost = ("n/a" if m["cost_usd_total"] is None
@@ -860,6 +880,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {m['model']} | `{m['mode']}` | {m['n']} | {m['errors']} | {_pct(m['accuracy_contains'])} | "
             f"{m['token_f1']:.3f} | {_pct(m['citation_precision'])} ({m['citations_checkable']}{unverifiable}) | "
+            f"{_pct(m.get('citation_precision_before'))} / {_pct(m.get('citations_kept_of_supported'))} | "
             f"{_pct(m['citation_recall'])} | {_pct(m['gold_retrieved'])} | {_pct(m['answer_reachable'])} | {_pct(m['answer_shown'])} | "
             f"{_ms(m['latency_ms']['p50'])} | {_ms(m['latency_ms']['p95'])} | "
             f"{m['prompt_tokens_mean'] or 0:.0f} | {m['completion_tokens_mean'] or 0:.0f} | {cost} |")

@@ -24,6 +24,11 @@ _EXPORTS = {
     "ChatCompletionChunk": "grounding.response",
     "Metadata": "grounding.response",
     "WebSearch": "grounding.request",
+    "CitationOptions": "grounding.request",
+    "check_citations": "grounding.verify",
+    "Judge": "grounding.verify",
+    "LexicalJudge": "grounding.verify",
+    "ModelJudge": "grounding.verify",
     "Config": "grounding.config",
     "load_config": "grounding.config",
     "set_config": "grounding.config",
@@ -51,7 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
                          NotFoundError, RateLimitError, UpstreamError, UpstreamTimeoutError)
     from .config import Config, load_config, set_config
-    from .request import WebSearch
+    from .request import CitationOptions, WebSearch
+    from .verify import Judge, LexicalJudge, ModelJudge, check_citations
     from .response import ChatCompletion, ChatCompletionChunk, Metadata
 
 
