@@ -391,3 +391,42 @@ def test_server_rejects_bad_citation_options(server, fake_llm):
         "model": "alpha/fake-mixed", "messages": [{"role": "user", "content": "x"}],
         "citations": {"verify": "sometimes"}})
     assert r.status_code == 400 and r.json()["error"]["param"] == "citations.verify"
+
+
+# --- inferred citations, JSON answers, the prompt -----------------------------------------------
+
+
+def test_inferred_citations_are_checked_too(fake_llm, fake_search, fake_web):
+    r = ask(fake_llm, policy="nocite", verify="repair")  # no markers: the citation is inferred
+    meta = r.metadata.citations
+    assert meta.inferred >= 1 and meta.checks and {c.kind for c in meta.checks} == {"inferred"}
+    assert all(c.verdict == "supported" and c.evidence for c in meta.checks)
+    a = annotations_of(r)[0]["url_citation"]
+    assert a["cited_text"] in page_text(a["url"], fake_web)
+
+
+def test_json_answers_are_annotated_inside_string_values_only(fake_llm, fake_search, fake_web):
+    from grounding.citations import json_string_spans
+
+    r = ask(fake_llm, policy="echo-json", verify="repair", response_format={"type": "json_object"})
+    content = r.choices[0].message.content
+    json.loads(content)
+    strings = json_string_spans(content)
+    annotations = annotations_of(r)
+    assert annotations
+    for a in annotations:
+        c = a["url_citation"]
+        assert any(s <= c["start_index"] < c["end_index"] <= e for s, e in strings), content[c["start_index"]:c["end_index"]]
+
+
+def test_the_instructions_give_no_claim_a_model_could_copy():
+    from grounding.citations import SourceRef, annotate
+    from grounding.prompts import system_prompt
+
+    prompt = system_prompt()
+    examples = [m.group(0) for m in __import__("re").finditer(r"[^.]*\[\d\][^.]*", prompt)]
+    assert examples and "claim" not in prompt.lower()
+    # What a small model copies from it is markers alone: they cite nothing.
+    for echo in ("[2]", "[2][3]", "[2], or [2][3]"):
+        assert annotate(echo, [SourceRef(2, "https://a.example", "A"), SourceRef(3, "https://b.example", "B")],
+                        infer=False).annotations == []

@@ -118,9 +118,19 @@ def claim_text(span: str) -> str:
     """What a cited span claims: the citation itself (trailing markers or links, an
     opening "According to [Title](url),"), markup and URLs removed; a link inside the
     claim keeps its text ("The [Eiffel Tower](url) is 330 m tall")."""
+    span = _JSON_ESCAPE_RE.sub(_unescape, span)  # a span inside a JSON string value
     span = _TRAILING_CITE_RE.sub("", span)
     span = _LEADING_CITE_RE.sub("", span, count=1)
     return _ATTRIBUTION_RE.sub("", clean_claim(span))
+
+
+_JSON_ESCAPE_RE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "/": "/"}
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = m.group(0)[1:]
+    return chr(int(code[1:], 16)) if code[0] == "u" else _ESCAPES[code]
 
 
 async def check_citations(content: str, citations: Sequence[Citation], sources: Sequence[SourceText], *,
