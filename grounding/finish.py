@@ -31,7 +31,7 @@ async def finish(session: "Session", content: str, turn: "TurnResult") -> ChatCo
         annotations = await _loop_annotations(s, content)
     elif s.native is not None:
         s.native.provider = s.meta.provider = provider_of(s.target.litellm_model)
-        annotations = await _native_annotations(s, content, s.native.to_annotations(content))
+        annotations = await _native_annotations(s, content, _in_scope(s, s.native.to_annotations(content)))
         # The provider's own search call (Anthropic's srvtoolu_*) was run by the
         # provider: never execute it, never hand it to the caller as theirs.
         turn.calls = [c for c in turn.calls if c.name in s.req.caller_tool_names]
@@ -141,6 +141,23 @@ async def _read_pages(urls: list[str]):
                           else f"{type(t.exception()).__name__}")
                 out.append(PageText(url, error=reason))
         return out
+
+
+def _in_scope(s: "Session", found: Sequence[dict]) -> list[dict]:
+    """Native citations outside ``web_search``'s domain filters are dropped (and counted)."""
+    scope = s.native_scope
+    if scope is None or not (scope.allowed_domains or scope.excluded_domains):
+        return list(found)
+    options = scope.search_options()
+    kept = [a for a in found if options.allows(a["url_citation"]["url"])]
+    name = "allowed_domains" if scope.allowed_domains else "excluded_domains"
+    info = s.meta.search_options.get(name)
+    if info is not None:
+        info.removed = len(found) - len(kept)
+    if len(kept) < len(found):
+        s.warn(f"{len(found) - len(kept)} citation(s) of {s.meta.provider}'s own search were outside "
+               f"web_search.{name} and were removed")
+    return kept
 
 
 def _native_metadata(s: "Session", annotations: list[Annotation], pages: dict[str, SourceInfo]) -> None:

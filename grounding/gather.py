@@ -19,12 +19,13 @@ from urllib.parse import urldefrag
 
 from providers.extract import extract, extract_plain
 from providers.fetch import Fetcher
-from providers.search import SearchEngineError, SearchHit
+from providers.search import SearchEngineError, SearchHit, engine_applies, run_search
 
 from . import cost as costs
 from .errors import GroundingError
-from .prompts import CHARS_PER_TOKEN, SEARCH_TOOL_NAME, PromptSource, allocate, format_results, trim_text
-from .response import SearchInfo, SourceInfo
+from .prompts import (CHARS_PER_TOKEN, SEARCH_TOOL_NAME, PromptSource, allocate, format_results, source_budget,
+                      trim_text)
+from .response import ScopeInfo, SearchInfo, SourceInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from .loop import Session
@@ -52,6 +53,17 @@ class Gatherer:
         self.session = session
         self.engine = engine
         self.fetcher = fetcher
+        ws = session.req.web_search
+        assert ws is not None
+        self.options = ws.search_options()
+        #: Result pages taken so far (``web_search.max_total_results`` caps it).
+        self.taken = 0
+        self.cap = ws.max_total_results
+        self._scope = describe_scope(session, engine)
+
+    def _room(self) -> int | None:
+        """Result pages left under ``max_total_results`` (None: no cap)."""
+        return None if self.cap is None else max(self.cap - self.taken, 0)
 
     async def step(self, step: int, calls: list["Call"]) -> list[dict[str, Any]]:
         """Run the step's searches and fetches; return one tool message per call."""
@@ -70,6 +82,11 @@ class Gatherer:
                 s.warn(f"the model sent malformed {SEARCH_TOOL_NAME} arguments: {call.arguments[:100]!r}")
                 replies[call.id] = ('Error: the arguments must be a JSON object like {"query": "..."}. '
                                     "Call the tool again with a valid query.")
+                continue
+            if self._room() == 0:
+                replies[call.id] = (f"Not searched: this request's result budget (max_total_results={self.cap}) "
+                                    "is used up. Answer from the sources you already have.")
+                s.warn(f"max_total_results={self.cap} reached; a further search was not run")
                 continue
             queries[call.id] = query
             s.meta.queries.append(query)
@@ -108,7 +125,9 @@ class Gatherer:
                 fresh.append(src)
             per_call[call_id] = (fresh, repeated, failed)
 
-        budget = s.target.profile.source_token_budget * CHARS_PER_TOKEN
+        profile = s.target.profile
+        budget = source_budget(profile.source_token_budget, ws.search_context_size,
+                               profile.context_tokens) * CHARS_PER_TOKEN
         limits = allocate([len(t) for _, _, t in new_sources], budget)
         for (call_id, info, text), limit in zip(new_sources, limits):
             src = s.sources[url_key(info.url)]
@@ -129,8 +148,10 @@ class Gatherer:
         info = SearchInfo(query=query, engine=engine.name, step=step)
         s.meta.searches.append(info)
         started = time.perf_counter()
+        room = self._room()
+        wanted = max_results if room is None else max(min(max_results, room), 1)
         try:
-            hits = await engine.search(query, max_results)
+            hits = await run_search(engine, query, wanted, self.options)
         except SearchEngineError as exc:
             info.error = str(exc)
             s.warn(f"search failed: {exc}")
@@ -143,15 +164,35 @@ class Gatherer:
             return [], info.error
         finally:
             info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        s.add_cost(costs.search_cost(engine.name, 1, max_results=max_results))
-        hits = hits[:max_results]
-        info.results = len(hits)
+        s.add_cost(costs.search_cost(engine.name, 1, max_results=wanted))
+        hits = self._in_scope(hits[:wanted], query)
         new = [h for h in hits if url_key(h.url) not in s.sources and url_key(h.url) not in pages]
+        new = list({url_key(h.url): h for h in new}.values())
+        room = self._room()
+        if room is not None and len(new) > room:  # max_total_results: keep the best-ranked ones
+            dropped = {url_key(h.url) for h in new[room:]}
+            new = new[:room]
+            hits = [h for h in hits if url_key(h.url) not in dropped]
+        self.taken += len(new)
+        info.results = len(hits)
         if new and any(h.content is None for h in new):
             s.say(f"fetching {sum(h.content is None for h in new)} pages")
         for hit in new:
             pages[url_key(hit.url)] = asyncio.ensure_future(self._page(hit, query, step))
         return hits, None
+
+    def _in_scope(self, hits: list[SearchHit], query: str) -> list[SearchHit]:
+        """The hits that pass the domain filters (whatever the engine did); the rest are counted."""
+        if not (self.options.allowed_domains or self.options.excluded_domains):
+            return hits
+        kept = [h for h in hits if self.options.allows(h.url)]
+        if len(kept) < len(hits):
+            name = "allowed_domains" if self.options.allowed_domains else "excluded_domains"
+            scope = self._scope[name]
+            scope.removed = (scope.removed or 0) + len(hits) - len(kept)
+            if not kept:
+                self.session.warn(f"every result for {query!r} was outside web_search.{name}")
+        return kept
 
     async def _page(self, hit: SearchHit, query: str, step: int) -> tuple[SourceInfo, str]:
         """Fetch and extract one result page (or take the engine's own text)."""
@@ -202,6 +243,39 @@ async def read_page(fetcher: Fetcher, url: str) -> PageText:
         return page
     page.title, page.text = extracted.title, extracted.text
     return page
+
+
+def describe_scope(session: "Session", engine: Any) -> dict[str, ScopeInfo]:
+    """Record in ``session.meta.search_options`` how each set scope option of the tool
+    loop is applied with ``engine``; returns the records (updated as results come)."""
+    ws = session.req.web_search
+    assert ws is not None
+    options = ws.search_options()
+    by_engine = engine_applies(engine, options)
+    out: dict[str, ScopeInfo] = {}
+    for name in ("allowed_domains", "excluded_domains"):
+        value = getattr(ws, name)
+        if value:
+            applied = (["sent_to_engine"] if name in by_engine else []) + ["filtered_locally"]
+            out[name] = ScopeInfo(value=value, applied=applied, removed=0)
+    if ws.max_total_results is not None:
+        out["max_total_results"] = ScopeInfo(value=ws.max_total_results, applied=["applied_locally"])
+    if ws.search_context_size is not None:
+        profile = session.target.profile
+        tokens = source_budget(profile.source_token_budget, ws.search_context_size, profile.context_tokens)
+        out["search_context_size"] = ScopeInfo(value=ws.search_context_size, applied=["applied_locally"],
+                                               note=f"{tokens} tokens of source text per search step")
+    if ws.user_location is not None:
+        location = ws.user_location.model_dump(exclude_none=True)
+        sent = {"country", "region", "city", "timezone"} & by_engine
+        if sent:
+            out["user_location"] = ScopeInfo(value=location, applied=["sent_to_engine"],
+                                             note=f"{engine.name} was given: {', '.join(sorted(sent))}")
+        else:
+            out["user_location"] = ScopeInfo(value=location, applied=["not_applicable"],
+                                             note=f"engine {engine.name!r} takes no location")
+    session.meta.search_options.update(out)
+    return out
 
 
 def query_from_arguments(arguments: str) -> str | None:

@@ -23,9 +23,11 @@ from .errors import GroundingError
 from .events import ContentDelta, Done, Started
 from .finish import finish
 from .gather import Gatherer, Source
-from .native import NativeResult, check_native, provider_of, supports_native_search
+from .native import (DOMAIN_FILTER_PROVIDERS, NativeResult, check_native, native_search_params, provider_of,
+                     supports_native_search)
+from .native import native_scope as native_scope_info
 from .prompts import SEARCH_TOOL_NAME, search_tool, system_prompt
-from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearchOptions
+from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearch, WebSearchOptions
 from .response import Metadata, Usage, new_id
 from .routing.attempts import Attempts
 from .routing.plan import plan_request
@@ -50,8 +52,8 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     plan = await plan_request(req, request_id=generation_id, progress=say)
     attempts = Attempts(plan.targets, ttft_timeout=plan.req.fallback.ttft_timeout if plan.req.fallback else None,
                         effort=plan.req.effort, stats=get_stats())
-    req, reason = _resolve_native(plan.req, attempts.current)
-    session = Session(req, attempts, say, t0, generation_id)
+    req, reason, scope = _resolve_native(plan.req, attempts.current)
+    session = Session(req, attempts, say, t0, generation_id, native_scope=scope)
     session.meta.mode_reason = reason
     session.meta.router, session.meta.route_id, session.meta.variant_id = plan.router, plan.route_id, plan.variant_id
     session.meta.auto = plan.auto
@@ -69,26 +71,36 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
         raise
 
 
-def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str | None]:
-    """``web_search.engine = "native"``: the model's own search where it has one,
-    else the tool loop with the default engine. Returns the request to run and why."""
+def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str | None, WebSearch | None]:
+    """``web_search.engine = "native"``: the model's own search where it has one (and,
+    with domain filters, where it takes them), else the tool loop with the default
+    engine. Returns the request to run, why, and the ``web_search`` whose scope the
+    native search carries."""
     ws = req.web_search
     if ws is None or ws.engine != NATIVE:
-        return req, None
-    if supports_native_search(target.litellm_model):
-        return (req.model_copy(update={"web_search": None, "web_search_options": WebSearchOptions()}),
-                f"engine 'native': {target.name} searches with its provider's own search")
+        return req, None, None
     fallback = default_engine_name()
-    return (req.model_copy(update={"web_search": ws.model_copy(update={"engine": fallback})}),
-            f"engine 'native': {target.name} has no native search, so the tool loop ran with engine {fallback!r}")
+    loop_req = req.model_copy(update={"web_search": ws.model_copy(update={"engine": fallback})})
+    if not supports_native_search(target.litellm_model):
+        return (loop_req, f"engine 'native': {target.name} has no native search, so the tool loop ran with "
+                          f"engine {fallback!r}", None)
+    provider = provider_of(target.litellm_model)
+    if (ws.allowed_domains or ws.excluded_domains) and provider not in DOMAIN_FILTER_PROVIDERS:
+        return (loop_req, f"engine 'native': {provider}'s own search cannot be limited to domains, so the tool "
+                          f"loop ran with engine {fallback!r}, which enforces them", None)
+    options = WebSearchOptions(search_context_size=ws.search_context_size, user_location=ws.user_location)
+    return (req.model_copy(update={"web_search": None, "web_search_options": options}),
+            f"engine 'native': {target.name} searches with its provider's own search", ws)
 
 
 class Session:
     """One request's state: messages so far, sources, usage, metadata."""
 
     def __init__(self, req: ChatRequest, attempts: Attempts, progress: Progress, t0: float,
-                 generation_id: str) -> None:
+                 generation_id: str, *, native_scope: WebSearch | None = None) -> None:
         self.req = req
+        #: ``web_search`` scope (domains...) carried into native search (engine "native").
+        self.native_scope = native_scope
         self.attempts = attempts
         self.say = progress
         self.t0 = t0
@@ -104,6 +116,8 @@ class Session:
                 check_native(t.litellm_model)
             self.meta.provider = provider_of(target.litellm_model)
             self.native = NativeResult(self.meta.provider)
+            if native_scope is not None:
+                self.meta.search_options = native_scope_info(native_scope, self.meta.provider)
         self.sources: dict[str, Source] = {}  # normalized url -> source
         self.messages: list[dict[str, Any]] = list(req.messages)
         if req.web_search:
@@ -228,7 +242,12 @@ class Session:
         if self.req.response_format is not None:
             kw["response_format"] = self.req.response_format.model_dump(exclude_none=True)
         if self.req.web_search_options is not None:
-            kw["web_search_options"] = self.req.web_search_options.model_dump(exclude_none=True)
+            native = native_search_params(self.target.litellm_model,
+                                          self.req.web_search_options.model_dump(exclude_none=True), self.native_scope)
+            kw["tools"] = kw.get("tools", []) + native.pop("tools", [])
+            kw.update(native)
+            if not kw["tools"]:
+                del kw["tools"]
         return kw
 
     def _search_params(self) -> dict[str, Any]:

@@ -14,14 +14,21 @@ from typing import Any
 
 from .citations import SourceRef, annotate, url_citation
 from .errors import InvalidRequestError
+from .response import ScopeInfo
 from .native_citations import (anthropic_annotations, field, gemini_annotations, groq_annotations, groq_queries,
                                openai_annotations, perplexity_annotations, xai_annotations)
 
-__all__ = ["NATIVE_PROVIDERS", "provider_of", "supports_native_search", "check_native", "NativeResult"]
+__all__ = ["NATIVE_PROVIDERS", "DOMAIN_FILTER_PROVIDERS", "provider_of", "supports_native_search", "check_native",
+           "native_search_params", "native_scope", "NativeResult"]
 
 #: Providers whose own search litellm reaches through ``web_search_options``.
 NATIVE_PROVIDERS = ("openai", "anthropic", "gemini", "vertex_ai", "groq", "xai", "perplexity")
 
+
+#: Providers whose own search takes domain filters (Anthropic's web_search tool:
+#: ``allowed_domains`` / ``blocked_domains``). Elsewhere ``web_search.engine="native"``
+#: with domain filters runs the tool loop, which enforces them.
+DOMAIN_FILTER_PROVIDERS = ("anthropic",)
 
 _OPENAI_SEARCH_MODEL = re.compile(r"(^|/)gpt-[\w.-]*-search(-|$)")
 
@@ -77,6 +84,48 @@ def check_native(model: str) -> None:
             "call tools) instead",
             param="web_search_options",
         )
+
+
+def native_search_params(model: str, options: dict[str, Any], scope: Any = None) -> dict[str, Any]:
+    """The completion arguments that switch on ``model``'s own search.
+
+    ``web_search_options`` (litellm maps it per provider), except for Anthropic
+    when ``scope`` (the request's ``web_search``) has domain filters: litellm's
+    mapping has no place for them, so the hosted ``web_search`` tool is sent as
+    litellm would build it, plus ``allowed_domains`` / ``blocked_domains``
+    (litellm passes hosted tools through as they are).
+    """
+    allowed = list(getattr(scope, "allowed_domains", None) or [])
+    blocked = list(getattr(scope, "excluded_domains", None) or [])
+    if not (allowed or blocked) or provider_of(model) != "anthropic":
+        return {"web_search_options": options}
+    from .llm import litellm
+
+    tool = dict(litellm().AnthropicConfig().map_web_search_tool(options))
+    if allowed:
+        tool["allowed_domains"] = allowed
+    if blocked:
+        tool["blocked_domains"] = blocked
+    return {"tools": [tool]}
+
+
+def native_scope(scope: Any, provider: str) -> dict[str, ScopeInfo]:
+    """How each set ``web_search`` scope option applies to ``provider``'s own search
+    (for ``metadata.search_options``)."""
+    out: dict[str, ScopeInfo] = {}
+    for name in ("allowed_domains", "excluded_domains"):
+        value = getattr(scope, name, None)
+        if value:
+            out[name] = ScopeInfo(value=value, applied=["sent_to_provider", "filtered_locally"], removed=0)
+    if getattr(scope, "max_total_results", None) is not None:
+        out["max_total_results"] = ScopeInfo(value=scope.max_total_results, applied=["not_applicable"],
+                                             note=f"{provider} runs its own searches and reports no result count")
+    if getattr(scope, "search_context_size", None) is not None:
+        out["search_context_size"] = ScopeInfo(value=scope.search_context_size, applied=["sent_to_provider"])
+    if getattr(scope, "user_location", None) is not None:
+        out["user_location"] = ScopeInfo(value=scope.user_location.model_dump(exclude_none=True),
+                                         applied=["sent_to_provider"])
+    return out
 
 
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")

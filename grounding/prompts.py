@@ -20,6 +20,8 @@ __all__ = [
     "format_results",
     "trim_text",
     "allocate",
+    "source_budget",
+    "CONTEXT_SIZE_FACTORS",
     "CHARS_PER_TOKEN",
 ]
 
@@ -124,6 +126,19 @@ def allocate(lengths: Sequence[int], total: int) -> list[int]:
                 alloc[j] = share
             break
     return alloc
+
+
+#: ``web_search.search_context_size`` -> share of the model's usual source budget.
+CONTEXT_SIZE_FACTORS = {"low": 0.4, "medium": 1.0, "high": 2.0}
+
+
+def source_budget(tokens: int, size: str | None = None, context_tokens: int | None = None) -> int:
+    """Tokens of source text per search step: the model's budget (``tokens``) scaled by
+    ``search_context_size``; ``high`` never takes more than half a known context window."""
+    budget = int(tokens * CONTEXT_SIZE_FACTORS.get(size or "medium", 1.0))
+    if size == "high" and context_tokens:
+        budget = max(tokens, min(budget, context_tokens // 2))
+    return max(budget, 1)
 
 
 def _terms(text: str) -> set[str]:

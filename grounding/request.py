@@ -10,11 +10,14 @@ field.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidRequestError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from providers.search import SearchOptions
 
 __all__ = ["WebSearch", "ChatRequest", "CitationOptions", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS",
            "ProviderPrefs", "FallbackPrefs", "Reasoning", "parse_duration"]
@@ -58,10 +61,71 @@ class WebSearch(_Strict):
 
         return canonical_engine_name(value)
 
+    # -- Scope of the search (issue 14): domains, a cap on results, source text, location.
+    allowed_domains: list[str] | None = Field(
+        None, min_length=1, max_length=100,
+        description="search only these domains (and their subdomains); not with excluded_domains")
+    excluded_domains: list[str] | None = Field(
+        None, min_length=1, max_length=100, description="never use results from these domains (or subdomains)")
+    max_total_results: int | None = Field(
+        None, ge=1, le=100, description="results used across all steps (default: max_results x max_steps)")
+    search_context_size: Literal["low", "medium", "high"] | None = Field(
+        None, description="how much source text the model gets: low, medium (default) or high")
+    user_location: UserLocation | None = Field(
+        None, description="{type: 'approximate', approximate: {country, region, city, timezone}}")
+
+    @field_validator("allowed_domains", "excluded_domains")
+    @classmethod
+    def _domains(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from providers.domains import normalize_domain
+
+        return list(dict.fromkeys(normalize_domain(v) for v in value))
+
+    @model_validator(mode="after")
+    def _one_domain_filter(self) -> "WebSearch":
+        if self.allowed_domains and self.excluded_domains:
+            raise InvalidRequestError(
+                "web_search: set allowed_domains or excluded_domains, not both",
+                param="web_search.excluded_domains")
+        return self
+
+    def search_options(self) -> "SearchOptions":
+        """The engine-facing :class:`~providers.search.SearchOptions` of this request."""
+        from providers.search import SearchOptions
+
+        where = self.user_location.approximate if self.user_location else None
+        return SearchOptions(allowed_domains=tuple(self.allowed_domains or ()),
+                             excluded_domains=tuple(self.excluded_domains or ()),
+                             country=where.country if where else None, region=where.region if where else None,
+                             city=where.city if where else None, timezone=where.timezone if where else None)
+
+
+class ApproximateLocation(_Strict):
+    """Where the user roughly is (OpenAI's ``user_location.approximate``)."""
+
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. 'US'")
+    region: str | None = None
+    city: str | None = None
+    timezone: str | None = Field(None, description="IANA name, e.g. 'Europe/Paris'")
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"[A-Za-z]{2}", value.strip()):
+            raise ValueError("must be a two-letter ISO 3166-1 country code like 'US'")
+        return value.strip().upper()
+
 
 class UserLocation(_Strict):
     type: Literal["approximate"] = "approximate"
-    approximate: dict[str, str] = Field(default_factory=dict)
+    approximate: ApproximateLocation = Field(default_factory=ApproximateLocation)
+
+
+WebSearch.model_rebuild()
 
 
 class WebSearchOptions(_Strict):

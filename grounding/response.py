@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "URLCitation", "Annotation", "FunctionCall", "ToolCall", "Message", "Choice", "Usage",
-    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "CitationCheck", "EvidenceInfo", "MovedFrom", "SpanInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
+    "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "CitationCheck", "EvidenceInfo", "MovedFrom", "SpanInfo",
+    "ScopeInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
     "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
 ]
 
@@ -171,6 +172,26 @@ class SpanInfo(_Model):
     reason: str | None = None
 
 
+#: How a ``web_search`` scope option was applied.
+Applied = Literal["sent_to_engine", "sent_to_provider", "filtered_locally", "applied_locally", "not_applicable"]
+
+
+class ScopeInfo(_Model):
+    """How one ``web_search`` scope option (``allowed_domains``, ``max_total_results``...) was applied.
+
+    ``applied``: ``sent_to_engine`` (the search engine's own parameter),
+    ``sent_to_provider`` (native search), ``filtered_locally`` (results outside
+    the filter were dropped here, whatever the engine did), ``applied_locally``
+    (a cap or a budget kept here), or ``not_applicable`` (``note`` says why).
+    """
+
+    value: Any
+    applied: list[Applied] = Field(default_factory=list)
+    #: Results (or native citations) this library dropped for the option.
+    removed: int | None = None
+    note: str | None = None
+
+
 class CitationInfo(_Model):
     annotations: int = 0
     unmatched: list[str] = Field(default_factory=list)
@@ -245,6 +266,8 @@ class Metadata(_Model):
     steps: int = 0
     turns: list[TurnInfo] = Field(default_factory=list)
     citations: CitationInfo = Field(default_factory=CitationInfo)
+    #: ``web_search`` scope options that were set, and how each was applied.
+    search_options: dict[str, ScopeInfo] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     total_duration_ms: float = 0.0
     #: Routing: every model call's tries, in order (a fallback adds one).

@@ -9,15 +9,22 @@ Add an engine with :func:`register_engine`.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import os
-from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from grounding.errors import InvalidRequestError
 
+from .domains import url_in_domains
+
 __all__ = [
     "SearchHit",
+    "SearchOptions",
     "SearchEngine",
+    "run_search",
+    "engine_applies",
     "SearchEngineError",
     "LitellmSearchEngine",
     "LocalSearchEngine",
@@ -40,13 +47,94 @@ class SearchHit:
     content: str | None = None
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a search is scoped, passed to engines as the ``options`` keyword.
+
+    ``allowed_domains`` / ``excluded_domains`` hold normalized host names
+    (:func:`providers.domains.normalize_domain`; a name matches its
+    subdomains); at most one of them is non-empty. ``country`` is an ISO
+    3166-1 alpha-2 code (upper case); ``region``, ``city`` and ``timezone``
+    come from the request's ``user_location``. An engine applies what it can
+    and says which in :attr:`SearchEngine.search_options`; the library
+    enforces the domain filters on every engine's results anyway.
+    """
+
+    allowed_domains: tuple[str, ...] = ()
+    excluded_domains: tuple[str, ...] = ()
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    timezone: str | None = None
+
+    def key(self) -> str:
+        """A stable text key of the options that are set (for caches): equal options, equal keys."""
+        data = {k: (sorted(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if v}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    def __bool__(self) -> bool:
+        return any(asdict(self).values())
+
+    def set_fields(self) -> list[str]:
+        """The names of the options that are set, in declaration order."""
+        return [k for k, v in asdict(self).items() if v]
+
+    def allows(self, url: str) -> bool:
+        """Whether ``url`` passes the domain filters."""
+        if self.allowed_domains and not url_in_domains(url, self.allowed_domains):
+            return False
+        return not (self.excluded_domains and url_in_domains(url, self.excluded_domains))
+
+
 @runtime_checkable
 class SearchEngine(Protocol):
-    """What an engine must do: answer a query with at most ``max_results`` hits."""
+    """What an engine must do: answer a query with at most ``max_results`` hits.
+
+    ``search`` may also take ``options`` (a :class:`SearchOptions`, keyword
+    only); engines written for the two-argument form keep working and get
+    their results filtered here. An engine that applies some options itself
+    lists their names (``"allowed_domains"``, ``"excluded_domains"``,
+    ``"country"``...) in an optional ``search_options`` attribute or returns
+    them from a ``search_options_for(options)`` method.
+    """
 
     name: str
 
     async def search(self, query: str, max_results: int) -> list[SearchHit]: ...
+
+
+_TAKES_OPTIONS: dict[type, bool] = {}
+
+
+def _takes_options(engine: Any) -> bool:
+    kind = type(engine)
+    if kind not in _TAKES_OPTIONS:
+        try:
+            params = inspect.signature(engine.search).parameters
+        except (TypeError, ValueError):
+            params = {}
+        _TAKES_OPTIONS[kind] = "options" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return _TAKES_OPTIONS[kind]
+
+
+def engine_applies(engine: Any, options: SearchOptions) -> frozenset[str]:
+    """The set options that ``engine`` applies itself (sent to its API or its index)."""
+    if not options or not _takes_options(engine):
+        return frozenset()
+    method = getattr(engine, "search_options_for", None)
+    declared = method(options) if callable(method) else getattr(engine, "search_options", ())
+    return frozenset(declared or ()) & frozenset(options.set_fields())
+
+
+async def run_search(engine: Any, query: str, max_results: int, options: SearchOptions | None = None
+                     ) -> list[SearchHit]:
+    """``engine.search``, with ``options`` when the engine takes them (two-argument engines
+    get just the query). The hits come back as the engine gave them: enforce the
+    domain filters with :meth:`SearchOptions.allows` (engines approximate them)."""
+    if options and _takes_options(engine):
+        return list(await engine.search(query, max_results, options=options))
+    return list(await engine.search(query, max_results))
 
 
 class SearchEngineError(Exception):
@@ -76,12 +164,27 @@ _ALIASES = {"exa": "exa_ai", "google": "google_pse", "ddg": "duckduckgo", "you":
 _DEFAULT_ORDER = ("exa_ai", "tavily", "brave", "serper", "google_pse", "perplexity", "searxng")
 
 
+#: litellm search providers that take the unified ``search_domain_filter`` (an allow list).
+_DOMAIN_FILTER = frozenset({"tavily", "exa_ai", "perplexity", "brave", "serper", "linkup", "searchapi", "you_com",
+                            "parallel_ai", "google_pse"})
+#: How each provider's API excludes domains (litellm passes these keywords through as they are).
+_EXCLUDE_PARAM = {"tavily": "exclude_domains", "exa_ai": "excludeDomains", "parallel_ai": "exclude_domains",
+                  "you_com": "exclude_domains", "linkup": "excludeDomains"}
+#: Providers litellm gives a two-letter ``country`` (Tavily is left out: its API wants country names).
+_COUNTRY = frozenset({"exa_ai", "perplexity", "brave", "serper", "google_pse", "searchapi", "you_com",
+                      "parallel_ai", "firecrawl", "searxng"})
+
+
 class LitellmSearchEngine:
     """A web search engine reached through ``litellm.asearch``.
 
     ``api_key`` and ``api_base`` override litellm's env vars
     (``<PROVIDER>_API_KEY``, ``<PROVIDER>_API_BASE``). One retry on rate limits,
-    5xx and connection errors.
+    5xx and connection errors. :class:`SearchOptions` go through litellm's own
+    parameters where the provider has one: ``search_domain_filter`` for allowed
+    domains, the provider's own keyword for excluded ones (Tavily's
+    ``exclude_domains``, Exa's ``excludeDomains``, Perplexity's ``-domain``
+    entries), ``country``.
     """
 
     def __init__(self, provider: str, *, api_key: str | None = None, api_base: str | None = None,
@@ -92,10 +195,38 @@ class LitellmSearchEngine:
         self.timeout = timeout
         self.retries = retries
 
-    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+    def search_options_for(self, options: SearchOptions) -> frozenset[str]:
+        """The options this provider's API applies (the rest are enforced on its results)."""
+        return frozenset(self._option_kwargs(options)[1])
+
+    def _option_kwargs(self, options: SearchOptions) -> tuple[dict[str, Any], list[str]]:
+        kw: dict[str, Any] = {}
+        applied: list[str] = []
+        p = self.name
+        allowed, excluded = list(options.allowed_domains), list(options.excluded_domains)
+        # Google PSE takes one site; Perplexity at most 20 entries.
+        if allowed and p in _DOMAIN_FILTER and (p != "google_pse" or len(allowed) == 1) \
+                and (p != "perplexity" or len(allowed) <= 20):
+            kw["search_domain_filter"] = allowed
+            applied.append("allowed_domains")
+        if excluded and p == "perplexity" and len(excluded) <= 20:
+            kw["search_domain_filter"] = [f"-{d}" for d in excluded]
+            applied.append("excluded_domains")
+        elif excluded and p in _EXCLUDE_PARAM:
+            kw[_EXCLUDE_PARAM[p]] = excluded
+            applied.append("excluded_domains")
+        if options.country and p in _COUNTRY:
+            kw["country"] = options.country
+            applied.append("country")
+        return kw, applied
+
+    async def search(self, query: str, max_results: int, *, options: SearchOptions | None = None
+                     ) -> list[SearchHit]:
         from grounding.llm import litellm
 
         kwargs = {"query": query, "search_provider": self.name, "max_results": max_results, "timeout": self.timeout}
+        if options:
+            kwargs.update(self._option_kwargs(options)[0])
         if self.api_key:
             kwargs["api_key"] = self.api_key
         if self.api_base:
@@ -147,10 +278,20 @@ class LocalSearchEngine:
                     raise SearchEngineError(f"local corpus not found: {exc}") from exc
         return self._index
 
-    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+    #: Domain filters are applied inside the index search, so ``max_results`` counts kept pages.
+    search_options = frozenset({"allowed_domains", "excluded_domains"})
+
+    async def search(self, query: str, max_results: int, *, options: SearchOptions | None = None
+                     ) -> list[SearchHit]:
         index = await self._open()
-        found = await asyncio.to_thread(index.search, query, max_results)
-        return [SearchHit(url=h.url, title=h.title, snippet=h.snippet, content=h.text) for h in found]
+        filtered = bool(options and (options.allowed_domains or options.excluded_domains))
+        # Filtering after the index's ranking: look deeper so max_results pages can pass.
+        limit = min(max(max_results * 10, 50), 500) if filtered else max_results
+        found = await asyncio.to_thread(index.search, query, limit)
+        if filtered:
+            assert options is not None
+            found = [h for h in found if options.allows(h.url)]
+        return [SearchHit(url=h.url, title=h.title, snippet=h.snippet, content=h.text) for h in found[:max_results]]
 
 
 #: Not an engine: "use the model's own search where it has one".

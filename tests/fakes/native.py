@@ -879,12 +879,28 @@ class _AnthropicWriter(_Writer):
         search = [
             t for t in tools if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")
         ]
+        self.allowed_sources = set(range(len(self.fake.scenario.sources)))
         for tool in search:
             if tool.get("name") != "web_search":
                 raise _Rejected(400, "tools.0.web_search_20250305.name: Input should be 'web_search'")
             max_uses = tool.get("max_uses")
             if max_uses is not None and (not isinstance(max_uses, int) or max_uses < 1):
                 raise _Rejected(400, "tools.0.web_search_20250305.max_uses: Input should be greater than 0")
+            allowed, blocked = tool.get("allowed_domains"), tool.get("blocked_domains")
+            if allowed and blocked:
+                raise _Rejected(400, "tools.0.web_search_20250305: cannot specify both allowed_domains and "
+                                     "blocked_domains")
+            for name, value in (("allowed_domains", allowed), ("blocked_domains", blocked)):
+                if value is not None and (not isinstance(value, list) or not all(isinstance(d, str) for d in value)):
+                    raise _Rejected(400, f"tools.0.web_search_20250305.{name}: Input should be a valid list")
+            if allowed or blocked:
+                # Like the real tool: results only from allowed domains (subdomains included), none from blocked.
+                def hit(i: int, domains: list[str]) -> bool:
+                    host = urlsplit(self.fake.scenario.sources[i].url).hostname or ""
+                    return any(host == d or host.endswith("." + d) for d in domains)
+
+                self.allowed_sources = {i for i in self.allowed_sources
+                                        if (not allowed or hit(i, allowed)) and not (blocked and hit(i, blocked))}
         return bool(search)
 
     def _server_tool_use(self, input_: dict[str, Any]) -> dict[str, Any]:
@@ -908,7 +924,8 @@ class _AnthropicWriter(_Writer):
                     "encrypted_content": _opaque("content", s.url, length=160),
                     "page_age": s.page_age,
                 }
-                for s in self.scenario.sources
+                for i, s in enumerate(self.scenario.sources)
+                if i in self.allowed_sources
             ],
             "caller": {"type": "direct"},
         }
@@ -929,8 +946,9 @@ class _AnthropicWriter(_Writer):
             return [{"type": "text", "text": self.scenario.text}]
         blocks = []
         for seg in self.scenario.segments:
-            if seg.sources:
-                citations = [self._citation(i) for i in seg.sources]
+            cited = [i for i in seg.sources if i in self.allowed_sources]
+            if cited:
+                citations = [self._citation(i) for i in cited]
                 blocks.append({"citations": citations, "type": "text", "text": seg.text})
             else:
                 blocks.append({"type": "text", "text": seg.text})

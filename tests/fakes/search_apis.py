@@ -17,6 +17,14 @@ over the ground-truth title and main text of the WCXB pages, and point at
 a FakeWeb: ``{web_url}/wcxb/NNNN``. Per-engine switches
 (:class:`EngineSwitches`) force an HTTP status, add latency, empty the
 results or waive the API key check.
+
+Domain filters are honoured as each API documents them, against the host of
+each result URL: Tavily's ``include_domains`` / ``exclude_domains``, Exa's
+``includeDomains`` / ``excludeDomains``, and the ``site:`` clauses litellm
+appends to Brave's and Serper's ``q`` (``(q) AND (site:a OR site:b)``,
+``(q) (site:a OR site:b)``). With ``mixed_hosts`` on, results alternate
+between two host names of the same FakeWeb, ``127.0.0.1`` (even page
+numbers) and ``localhost`` (odd ones), so there are two domains to filter.
 """
 
 from __future__ import annotations
@@ -110,6 +118,23 @@ def _decorate(text: str, query: str) -> str:
     return re.sub(r"\w+", lambda m: f"<strong>{m[0]}</strong>" if m[0].lower() in words else m[0], text)
 
 
+_SITES = re.compile(r"^\((?P<q>.*)\)(?: AND)? \((?P<sites>site:\S+(?: OR site:\S+)*)\)$")
+
+
+def _site_clauses(query: str) -> tuple[str, list[str]]:
+    """``(q) AND (site:a OR site:b)`` (as litellm writes Brave's and Serper's domain
+    filters) -> ``("q", ["a", "b"])``; other queries come back as they are."""
+    m = _SITES.match(query.strip())
+    if not m:
+        return query, []
+    return m["q"], [part.removeprefix("site:") for part in m["sites"].split(" OR ")]
+
+
+def _in(url: str, domains: list[str]) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
+
+
 def _int(value: Any, default: int, cap: int) -> int:
     try:
         return max(0, min(int(value), cap))
@@ -124,6 +149,7 @@ class FakeSearch(FakeServer):
         super().__init__(latency_ms=latency_ms)
         self.web_url = web_url
         self.engines = {engine: EngineSwitches(require_key=engine != "searxng") for engine in ENGINES}
+        self.mixed_hosts = False
 
     def start(self) -> Self:
         wcxb_gold_index()  # build the index before the first request, not during it
@@ -132,6 +158,16 @@ class FakeSearch(FakeServer):
     def reset(self) -> None:
         super().reset()
         self.engines = {engine: EngineSwitches(require_key=engine != "searxng") for engine in ENGINES}
+        self.mixed_hosts = False
+
+    def result_url(self, page: str) -> str:
+        """Where a result for ``page`` (``wcxb/NNNN``) points: the FakeWeb, under ``localhost``
+        for odd page numbers when :attr:`mixed_hosts` is on."""
+        base = self.web_url
+        number = page.rsplit("/", 1)[-1]
+        if self.mixed_hosts and number.isdigit() and int(number) % 2:
+            base = base.replace("//127.0.0.1:", "//localhost:")
+        return f"{base}/{page}"
 
     def api_base(self, engine: str) -> str:
         """The base URL litellm should use for ``engine`` (what ``env()`` sets)."""
@@ -192,21 +228,28 @@ class FakeSearch(FakeServer):
         name = {"brave": "x-subscription-token", "exa_ai": "x-api-key", "serper": "x-api-key"}.get(engine)
         return name is None or bool(headers.get(name, "").strip())
 
-    def _hits(self, query: str, limit: int, empty: bool) -> list[_Doc]:
+    def _hits(self, query: str, limit: int, empty: bool, include: Any = None, exclude: Any = None) -> list[_Doc]:
         if empty or limit <= 0:
             return []
+        query, sites = _site_clauses(query)
+        include = list(include or []) + sites
+        exclude = list(exclude or [])
         index, pages = wcxb_gold_index()
-        return [
+        filtered = bool(include or exclude)
+        docs = [
             _Doc(
-                f"{self.web_url}/{h.url}",
+                self.result_url(h.url),
                 h.title,
                 h.snippet,
                 pages[h.url].text,
                 round(h.score, 4),
                 pages[h.url].date,
             )
-            for h in index.search(query, limit)
+            for h in index.search(query, limit * 10 if filtered else limit)
         ]
+        if filtered:
+            docs = [d for d in docs if (not include or _in(d.url, include)) and not _in(d.url, exclude)]
+        return docs[:limit]
 
     @staticmethod
     def _error(engine: str, status: int, response: Response) -> None:
@@ -268,7 +311,8 @@ class FakeSearch(FakeServer):
 
     def _tavily(self, params: dict[str, Any], empty: bool) -> dict[str, Any]:
         query = str(params.get("query", ""))
-        docs = self._hits(query, _int(params.get("max_results"), 5, 20), empty)
+        docs = self._hits(query, _int(params.get("max_results"), 5, 20), empty,
+                          params.get("include_domains"), params.get("exclude_domains"))
         raw = bool(params.get("include_raw_content"))
         return {
             "query": query,
@@ -331,7 +375,8 @@ class FakeSearch(FakeServer):
 
     def _exa(self, params: dict[str, Any], empty: bool) -> dict[str, Any]:
         query = str(params.get("query", ""))
-        docs = self._hits(query, _int(params.get("numResults"), 10, 100), empty)
+        docs = self._hits(query, _int(params.get("numResults"), 10, 100), empty,
+                          params.get("includeDomains"), params.get("excludeDomains"))
         text_opt = (params.get("contents") or {}).get("text")
         max_chars = text_opt.get("maxCharacters") if isinstance(text_opt, dict) else None
         results = []
