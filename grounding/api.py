@@ -54,7 +54,8 @@ async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | N
     """OpenAI ``chat.completion.chunk`` s for a streaming request.
 
     Content streams as the model writes it; the last content chunk carries the
-    annotations and the ``finish_reason``; the final chunk carries ``metadata``
+    annotations, the images the model wrote (``delta.images``) and the
+    ``finish_reason``; the final chunk carries ``metadata``
     (and ``usage`` when ``stream_options.include_usage`` is set).
     """
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -88,7 +89,8 @@ async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | N
                 calls = [{"index": i, **tc.to_dict()} for i, tc in enumerate(msg.tool_calls)]
                 last = chunk(Delta(tool_calls=calls), choice.finish_reason)
             else:
-                last = chunk(Delta(content=pending or "", annotations=msg.annotations), choice.finish_reason)
+                last = chunk(Delta(content=pending or "", annotations=msg.annotations, images=msg.images),
+                             choice.finish_reason)
             if include_usage:
                 yield last
                 last = ChatCompletionChunk(id=done.id, created=done.created, model=done.model,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from .citations import SourceRef, annotate
 from .native import provider_of
-from .response import (Annotation, ChatCompletion, CitationCheck, Choice, EvidenceInfo, FunctionCall, Message,
-                       MovedFrom, SourceInfo, SpanInfo, ToolCall)
+from .response import (Annotation, ChatCompletion, CitationCheck, Choice, EvidenceInfo, FunctionCall, ImageOutput,
+                       Message, MovedFrom, SourceInfo, SpanInfo, ToolCall)
 from .verify import Citation, CheckResult, SourceText, check_citations, judge_for, resolve_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,8 +41,11 @@ async def finish(session: "Session", content: str, turn: "TurnResult") -> ChatCo
     reason = "tool_calls" if tool_calls else (turn.finish_reason or "stop")
     if reason not in {"stop", "length", "content_filter"} and not tool_calls:
         reason = "stop"  # e.g. tool calls that were ignored
+    images = [ImageOutput.model_validate(i) for i in turn.images] if not tool_calls else []
+    if "image" in (s.req.modalities or []) and not tool_calls and not images:
+        s.warn(f"{s.target.name} was asked for an image and returned none")
     message = Message(content=content if (content or not tool_calls) else None,
-                      tool_calls=tool_calls or None, annotations=annotations or None)
+                      tool_calls=tool_calls or None, annotations=annotations or None, images=images or None)
     s.meta.total_duration_ms = round((time.perf_counter() - s.t0) * 1000, 1)
     s.sync_routing()
     return ChatCompletion(id=s.id, created=s.created, model=s.target.name,

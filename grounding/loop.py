@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Callable
 from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
+from .capabilities import check_targets
 from .errors import GroundingError
 from .events import ContentDelta, Done, Started
 from .finish import finish
@@ -110,6 +111,9 @@ class Session:
         target = attempts.current
         mode = "tool_loop" if req.web_search else ("native" if req.web_search_options else "none")
         self.meta = Metadata(mode=mode, model=target.name, generation_id=generation_id)
+        kept, dropped = check_targets(req, attempts.targets)
+        attempts.targets[:] = kept
+        self.meta.warnings.extend(dropped)
         self.native: NativeResult | None = None
         if mode == "native":
             for t in attempts.targets:
@@ -161,7 +165,7 @@ class Session:
                 self.say("writing the answer" if answer_turn else "thinking")
                 # Search-turn text streams live (after a preamble hold) unless it may be
                 # discarded: with response_format, or when the profile forces a tool call.
-                live_ok = answer_turn or (self.req.response_format is None and not self.target.profile.forces_search)
+                live_ok = answer_turn or (not self._needs_answer_turn() and not self.target.profile.forces_search)
                 turn_start = True
                 async for delta in model_turn(self, params, turn, step=steps if answer_turn else steps + 1,
                                                     kind="answer" if answer_turn else "search", live=live_ok,
@@ -204,8 +208,9 @@ class Session:
                             emitted += delta.text
                             yield delta
                     break
-                if not answer_turn and self.req.response_format is not None:
-                    # Answered before searching, without the caller's response_format: ask properly.
+                if not answer_turn and self._needs_answer_turn():
+                    # Answered before searching, without the caller's response_format or
+                    # modalities (search turns carry neither): ask properly.
                     steps = ws.max_steps
                     continue
                 break
@@ -292,6 +297,10 @@ class Session:
         """Add a priced part (a model turn, a search's fee); None: litellm cannot price it."""
         if value:
             self.meta.cost_usd = round((self.meta.cost_usd or 0.0) + value, 8)
+
+    def _needs_answer_turn(self) -> bool:
+        """The answer must come from an answer turn: it has a response_format or asks for images."""
+        return self.req.response_format is not None or "image" in (self.req.modalities or [])
 
     def _must_search(self, steps: int) -> bool:
         """Whether this search turn had to call a tool: the profile forces it

@@ -31,7 +31,7 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SAMPLING_FIELDS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
     "frequency_penalty", "seed", "stop", "logit_bias", "user",
-    "logprobs", "top_logprobs", "modalities", "service_tier", "store",
+    "logprobs", "top_logprobs", "modalities", "service_tier", "store", "image_config",
 )
 #: The subset that also applies to search turns (never lengths, stops or
 #: biases, which could cut a tool call short). ``reasoning_effort`` is added per
@@ -269,6 +269,24 @@ class ChatRequest(_Strict):
     web_search_options: WebSearchOptions | None = None
     #: How citations are checked against their sources (see CitationOptions).
     citations: CitationOptions | None = None
+    # -- Image output (issue 14): with modalities ["image", "text"], the image settings
+    # (aspect_ratio, image_size, and whatever else the provider takes), passed through litellm.
+    image_config: dict[str, Any] | None = Field(
+        None, description="e.g. {'aspect_ratio': '16:9', 'image_size': '2K'}; needs 'image' in modalities")
+
+    @field_validator("image_config")
+    @classmethod
+    def _image_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        ratio = value.get("aspect_ratio")
+        if ratio is not None and not (isinstance(ratio, str) and re.fullmatch(r"[1-9]\d{0,2}:[1-9]\d{0,2}", ratio)):
+            raise ValueError(f"aspect_ratio must look like '16:9', not {ratio!r}")
+        size = value.get("image_size")
+        if size is not None and size not in ("1K", "2K", "4K"):
+            raise ValueError(f"image_size must be '1K', '2K' or '4K', not {size!r}")
+        return value
+
     # Routing (the model router's extensions; also accepted inside extra_body).
     models: list[str] | None = Field(None, min_length=1, description="fallback chain, or the pool for model='auto'")
     ignore: list[str] | None = None
@@ -334,6 +352,9 @@ class ChatRequest(_Strict):
                 "(the provider's own search), not both",
                 param="web_search",
             )
+        if self.image_config is not None and "image" not in (self.modalities or []):
+            raise InvalidRequestError("image_config needs 'image' in modalities, e.g. modalities=['image', 'text']",
+                                      param="image_config")
         if (self.n or 1) > 1:
             raise InvalidRequestError("n > 1 is not supported: send n requests instead", param="n")
         if self.tool_choice is not None:
@@ -402,7 +423,7 @@ def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -
 
 #: extra_body keys that are this library's own fields (merged into the request).
 _OWN_EXTRA_BODY = {"web_search", "web_search_options", "models", "ignore", "sort", "provider", "fallback",
-                   "reasoning", "metadata", "citations"}
+                   "reasoning", "metadata", "citations", "image_config"}
 
 
 def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -> ChatRequest:

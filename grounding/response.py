@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "URLCitation", "Annotation", "FunctionCall", "ToolCall", "Message", "Choice", "Usage",
+    "URLCitation", "Annotation", "FunctionCall", "ToolCall", "ImageURL", "ImageOutput", "Message", "Choice", "Usage",
     "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "CitationCheck", "EvidenceInfo", "MovedFrom", "SpanInfo",
     "ScopeInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
     "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
@@ -56,12 +56,25 @@ class ToolCall(_Model):
     function: FunctionCall
 
 
+class ImageURL(_Model):
+    url: str
+
+
+class ImageOutput(_Model):
+    """An image the model wrote: ``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}``."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
 class Message(_Model):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     annotations: list[Annotation] | None = None
+    #: Images the model wrote (``modalities`` with ``"image"``), as data URIs.
+    images: list[ImageOutput] | None = None
 
 
 class Choice(_Model):
@@ -77,17 +90,30 @@ class Usage(_Model):
     total_tokens: int = 0
     #: Searches the provider ran by itself (native search), when it reports them.
     web_search_requests: int | None = None
+    #: ``{"image_tokens": n}``: completion tokens spent on images (counted in ``completion_tokens``).
+    completion_tokens_details: dict[str, int] | None = None
 
     def add(self, other: Any) -> None:
         """Add another usage (ours, litellm's object, or a dict)."""
         if other is None:
             return
-        get = other.get if isinstance(other, dict) else (lambda k, d=None: getattr(other, k, d))
+        get = _reader(other)
         p = int(get("prompt_tokens", 0) or 0)
         c = int(get("completion_tokens", 0) or 0)
         self.prompt_tokens += p
         self.completion_tokens += c
         self.total_tokens += int(get("total_tokens", 0) or 0) or p + c
+        details = get("completion_tokens_details", None)
+        images = int(_reader(details)("image_tokens", 0) or 0) if details is not None else 0
+        if images:
+            self.completion_tokens_details = self.completion_tokens_details or {}
+            self.completion_tokens_details["image_tokens"] = self.completion_tokens_details.get("image_tokens", 0) \
+                + images
+
+
+def _reader(obj: Any) -> Any:
+    """``get(key, default)`` over a dict or an object's attributes."""
+    return obj.get if isinstance(obj, dict) else (lambda k, d=None: getattr(obj, k, d))
 
 
 # --- metadata -------------------------------------------------------------
@@ -299,6 +325,7 @@ class Delta(_Model):
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     annotations: list[Annotation] | None = None
+    images: list[ImageOutput] | None = None
 
 
 class ChunkChoice(_Model):

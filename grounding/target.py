@@ -36,6 +36,13 @@ class Target:
     reasoning: bool | None = None
     #: ``provider/model`` in the catalog (what statistics are kept under).
     deployment: str | None = None
+    #: What is known of its capabilities (``(name, has)``: litellm's map or the config);
+    #: a capability not listed is unknown.
+    capabilities: tuple[tuple[str, bool], ...] = ()
+
+    def can(self, capability: str) -> bool | None:
+        """Whether it has ``capability`` (``image_output``, ``audio_input``...); None: unknown."""
+        return dict(self.capabilities).get(capability)
 
     @property
     def stats_key(self) -> str:

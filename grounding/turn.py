@@ -42,6 +42,7 @@ class TurnResult:
     finish_reason: str | None = None
     streamed: str = ""  # what of `content` was already yielded to the caller
     annotations: list[dict] = field(default_factory=list)  # the provider's own, if any
+    images: list[dict] = field(default_factory=list)  # images the model wrote (data URIs)
 
 
 async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult, *, step: int, kind: str,
@@ -60,6 +61,7 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         out.calls = [Call(tc.id or f"call_{i}", tc.function.name or "", tc.function.arguments or "")
                      for i, tc in enumerate(message.tool_calls or [])]
         out.annotations = provider_annotations(message)
+        out.images = image_parts(getattr(message, "images", None))
         if session.native is not None:
             session.native.on_response(response)
         session.add_cost(costs.turn_cost(response))
@@ -99,6 +101,8 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
                         yield ContentDelta(text)
                     if getattr(delta, "annotations", None):
                         out.annotations.extend(plain(a) for a in delta.annotations)
+                    if getattr(delta, "images", None):
+                        out.images.extend(image_parts(delta.images))
                     if choice.finish_reason:
                         out.finish_reason = choice.finish_reason
         except GroundingError:
@@ -150,6 +154,18 @@ def plain(obj: Any) -> dict:
         return obj
     dump = getattr(obj, "model_dump", None)
     return dump() if dump else dict(obj)
+
+
+def image_parts(images: Any) -> list[dict]:
+    """litellm's ``images`` (``{image_url: {url, detail}, index, type}``) as OpenAI-style
+    ``{"type": "image_url", "image_url": {"url": ...}}`` parts."""
+    out = []
+    for item in images or []:
+        image_url = plain(item).get("image_url")
+        url = image_url.get("url") if isinstance(image_url, dict) else getattr(image_url, "url", image_url)
+        if isinstance(url, str) and url:
+            out.append({"type": "image_url", "image_url": {"url": url}})
+    return out
 
 
 def provider_annotations(message: Any) -> list[dict]:

@@ -35,7 +35,7 @@ def _has_token(chunk: Any) -> bool:
     for choice in getattr(chunk, "choices", None) or []:
         delta = getattr(choice, "delta", None)
         if delta is not None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)
-                                  or getattr(delta, "reasoning_content", None)):
+                                  or getattr(delta, "reasoning_content", None) or getattr(delta, "images", None)):
             return True
         if getattr(choice, "finish_reason", None):
             return True

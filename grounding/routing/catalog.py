@@ -7,8 +7,12 @@ named ``provider/model``). Three sources feed it, later ones winning:
    capabilities (``supports_function_calling`` -> ``tools``,
    ``supports_vision`` -> ``vision``, ``supports_web_search`` ->
    ``native_search``, ``supports_response_schema`` -> ``json_schema``,
-   ``supports_reasoning`` -> ``reasoning``). Only ``chat`` and ``responses``
-   entries count; prices become USD per **million** tokens.
+   ``supports_reasoning`` -> ``reasoning``, ``supports_audio_input`` ->
+   ``audio_input``, ``supported_output_modalities`` with ``image`` ->
+   ``image_output``). Only ``chat`` and ``responses`` entries count, and the
+   ``image_generation`` entries of models that answer chat completions with
+   text and images (Gemini's image models); prices become USD per **million**
+   tokens.
 2. the scores file (intelligence, coding, math; 0-100, keyed by plain model
    id): the shipped ``scores.yaml`` next to this module, or the config's
    ``scores_file``, which replaces it;
@@ -127,7 +131,7 @@ _KEYLESS = frozenset({"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "llam
 
 _CAPABILITY_FLAGS = ("supports_function_calling", "tools"), ("supports_vision", "vision"), \
     ("supports_web_search", "native_search"), ("supports_response_schema", "json_schema"), \
-    ("supports_reasoning", "reasoning")
+    ("supports_reasoning", "reasoning"), ("supports_audio_input", "audio_input")
 
 
 def plain_id(name: str) -> str:
@@ -420,9 +424,14 @@ class Catalog:
             else:
                 litellm_model = f"{provider}/{name}"
             api_base = api_key = None
+        if entry is None:
+            head, _, rest = litellm_model.partition("/")
+            entry = self._image_model_entry(_map_provider(head), rest) if rest else None
         fields: dict[str, Any] = {"tools": True}
         if entry is not None:
             fields = {cap: bool(entry.get(flag)) for flag, cap in _CAPABILITY_FLAGS}
+            fields["image_output"] = "image" in (entry.get("supported_output_modalities") or [])
+            fields["known"] = frozenset(CAPABILITIES)
             fields["input_price"] = _per_million(entry.get("input_cost_per_token"))
             fields["output_price"] = _per_million(entry.get("output_cost_per_token"))
             window = entry.get("max_input_tokens") or entry.get("max_tokens")
@@ -431,6 +440,7 @@ class Catalog:
         for override in (self._any.get(plain), cfg):
             if override is not None:
                 fields.update(_overrides(override))
+                fields["known"] = frozenset(fields.get("known", ())) | frozenset(override.capabilities)
         info = ModelInfo(model=plain, provider=provider, litellm_model=litellm_model, api_base=api_base,
                          api_key=api_key, **fields)
         available, key_env = self._key_status(provider, litellm_model)
@@ -445,6 +455,18 @@ class Catalog:
             if isinstance(entry, dict) and entry.get("mode") in ("chat", "responses") \
                     and _map_provider(str(entry.get("litellm_provider"))) == provider:
                 return key
+        return None
+
+    def _image_model_entry(self, provider: str, name: str) -> dict[str, Any] | None:
+        """The map's entry for a model that answers chat completions with text and images
+        but is filed as ``image_generation`` (Gemini's image models), if ``name`` is one."""
+        assert self._map is not None
+        for key in (f"{provider}/{name}", name):
+            entry = self._map.get(key)
+            if isinstance(entry, dict) and entry.get("mode") == "image_generation" \
+                    and {"text", "image"} <= set(entry.get("supported_output_modalities") or []) \
+                    and _map_provider(str(entry.get("litellm_provider"))) == provider:
+                return entry
         return None
 
     def _map_entry(self, litellm_model: str) -> dict[str, Any] | None:

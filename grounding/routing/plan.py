@@ -112,6 +112,7 @@ def _target(info: ModelInfo, req: ChatRequest) -> Target:
         provider=info.provider,
         reasoning=info.reasoning or None,
         deployment=info.id,
+        capabilities=tuple((c, info.has(c)) for c in sorted(info.known)),
     )
 
 

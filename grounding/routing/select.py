@@ -1,7 +1,7 @@
 """Choosing deployments: ``model="auto"``, ``ignore`` and provider order.
 
 * :func:`needs_of`: the capabilities a request needs (tools for ``web_search``
-  or caller tools, vision for image input, JSON schema for
+  or caller tools, vision for image input, audio input, image output, JSON schema for
   ``response_format: json_schema``, native search for ``web_search_options``);
 * :func:`apply_ignore`: drop ignored providers (``groq``), deployments
   (``groq/llama-3.3-70b-versatile``) or models (``gpt-4o``, every provider);
@@ -75,16 +75,14 @@ class AutoDecision:
 def needs_of(req: Any) -> Needs:
     """The capabilities a :class:`~grounding.request.ChatRequest` needs from its model."""
     tools = bool(getattr(req, "tools", None)) or getattr(req, "web_search", None) is not None
-    vision = False
-    for msg in getattr(req, "messages", None) or []:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
-            vision = True
-            break
+    parts = {p.get("type") for msg in getattr(req, "messages", None) or [] if isinstance(msg, dict)
+             and isinstance(msg.get("content"), list) for p in msg["content"] if isinstance(p, dict)}
     fmt = getattr(req, "response_format", None)
     fmt_type = fmt.get("type") if isinstance(fmt, dict) else getattr(fmt, "type", None)
-    return Needs(tools=tools, vision=vision, json_schema=fmt_type == "json_schema",
-                 native_search=getattr(req, "web_search_options", None) is not None)
+    return Needs(tools=tools, vision="image_url" in parts, json_schema=fmt_type == "json_schema",
+                 native_search=getattr(req, "web_search_options", None) is not None,
+                 image_output="image" in (getattr(req, "modalities", None) or []),
+                 audio_input="input_audio" in parts)
 
 
 def check_sort(sort: str | Iterable[str] | None) -> list[str]:
@@ -215,7 +213,7 @@ def choose_auto(pool: list[ModelInfo], *, sort: str | list[str] | None, ignore: 
                                   "(and their keys)", param="models", code="no_eligible_model")
     if stats is not None and hasattr(stats, "prefetch"):
         stats.prefetch(list(by_id))
-    any_need = needs.tools or needs.vision or needs.json_schema or needs.native_search
+    any_need = bool(needs)
 
     considered: list[dict[str, Any]] = []
     rows: list[tuple[tuple[Any, ...], ModelInfo, dict[str, float | None], bool]] = []

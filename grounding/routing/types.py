@@ -7,7 +7,7 @@ from typing import Any
 __all__ = ["ModelInfo", "CAPABILITIES", "SORT_KEYS", "Needs"]
 
 #: Capabilities a request can need.
-CAPABILITIES = ("tools", "vision", "native_search", "json_schema", "reasoning")
+CAPABILITIES = ("tools", "vision", "native_search", "json_schema", "reasoning", "image_output", "audio_input")
 #: ``sort`` criteria; the first decides, the rest break ties.
 SORT_KEYS = ("price", "latency", "throughput", "intelligence", "math", "coding")
 
@@ -35,6 +35,13 @@ class ModelInfo:
     native_search: bool = False
     json_schema: bool = False
     reasoning: bool = False
+    #: Writes images (``modalities: ["image", "text"]``): litellm's ``supported_output_modalities``.
+    image_output: bool = False
+    #: Takes ``input_audio`` parts: litellm's ``supports_audio_input``.
+    audio_input: bool = False
+    #: The capabilities known for this deployment (litellm's map knows the model, or the
+    #: config says); the others are guesses (``tools`` assumed, the rest ``False``).
+    known: frozenset[str] = frozenset()
     intelligence: float | None = None
     coding: float | None = None
     math: float | None = None
@@ -71,6 +78,13 @@ class Needs:
     vision: bool = False
     native_search: bool = False
     json_schema: bool = False
+    image_output: bool = False
+    audio_input: bool = False
 
     def missing(self, info: ModelInfo) -> list[str]:
-        return [c for c in ("tools", "vision", "native_search", "json_schema") if getattr(self, c) and not info.has(c)]
+        return [c for c in ("tools", "vision", "native_search", "json_schema", "image_output", "audio_input")
+                if getattr(self, c) and not info.has(c)]
+
+    def __bool__(self) -> bool:
+        return any((self.tools, self.vision, self.native_search, self.json_schema, self.image_output,
+                    self.audio_input))

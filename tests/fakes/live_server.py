@@ -23,6 +23,7 @@ Two ways:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -31,11 +32,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Iterator, Self
 
 import httpx
 
-__all__ = ["LiveServer", "ServeProcess", "free_port"]
+__all__ = ["LiveServer", "ServeProcess", "free_port", "serve_config"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,3 +220,19 @@ class ServeProcess(_Address):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serve_config(config: dict[str, Any]) -> Iterator[LiveServer]:
+    """``grounding serve``'s app for ``config`` (a config file's content) in a :class:`LiveServer`,
+    with an in-memory router store; the process's config and store are reset afterwards."""
+    from grounding.config import Config, set_config
+    from grounding.server import create_app
+    from grounding.server.store import MemoryRouterStore, install
+
+    try:
+        with LiveServer(create_app(Config.model_validate(config), store=MemoryRouterStore())) as server:
+            yield server
+    finally:
+        install(None)
+        set_config({})

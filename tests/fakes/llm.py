@@ -9,6 +9,14 @@ Both accept streaming and non-streaming requests and return realistic
 ``tests.fakes.policies``); a writer per wire format renders its
 :class:`~tests.fakes.policies.Action`. Like the real APIs, a request whose
 tool calls and tool results do not pair up is rejected with 400.
+
+Image output (OpenAI wire): ``modalities`` with ``"image"`` goes only to the
+``fake-painter`` model (and ``fake-painter-direct``, which never searches), which answers with OpenRouter's shape, the one litellm
+reads: ``message.images`` (``delta.images`` in one chunk when streaming) as
+``[{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``,
+a real PNG sized by the top-level ``image_config.aspect_ratio``, and
+``usage.completion_tokens_details.image_tokens``. Any other model answers
+such a request 400, as OpenAI's text models do.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tests.fakes.base import FakeServer, RecordedRequest, Response
-from tests.fakes.policies import Action, Conversation, ToolCall, Turn, choose
+from tests.fakes.media import IMAGE_TOKENS, data_uri
+from tests.fakes.policies import POLICIES, Action, Conversation, ToolCall, Turn, choose
 
 __all__ = ["FakeLLM", "InvalidRequestError", "anthropic_conversation", "openai_conversation"]
 
@@ -125,7 +134,15 @@ def openai_conversation(body: dict[str, Any]) -> Conversation:
     if isinstance(choice, dict):
         choice = choice.get("function", {}).get("name", "auto")
     tools = [t["function"]["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
-    return Conversation(_named(turns), tools, choice)
+    modalities = body.get("modalities") or ["text"]
+    if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio", "image"}:
+        raise InvalidRequestError(f"Invalid value for 'modalities': {modalities!r}")
+    image_config = body.get("image_config") or {}
+    if not isinstance(image_config, dict):
+        raise InvalidRequestError("Invalid type for 'image_config': expected an object")
+    response_format = body.get("response_format") if isinstance(body.get("response_format"), dict) else None
+    return Conversation(_named(turns), tools, choice, modalities=tuple(modalities), image_config=image_config,
+                        response_format=response_format)
 
 
 class _OpenAIWriter:
@@ -140,14 +157,23 @@ class _OpenAIWriter:
         )
 
     def usage(self, action: Action) -> dict[str, Any]:
-        completion = _tokens(action.text + "".join(c.name + c.arguments for c in action.tool_calls))
+        image_tokens = IMAGE_TOKENS * len(action.images)
+        completion = _tokens(action.text + "".join(c.name + c.arguments for c in action.tool_calls)) + image_tokens
+        details: dict[str, int] = {"reasoning_tokens": 0, "audio_tokens": 0}
+        if image_tokens:
+            details["image_tokens"] = image_tokens
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": details,
         }
+
+    @staticmethod
+    def images(action: Action) -> list[dict[str, Any]]:
+        """OpenRouter's ``message.images`` / ``delta.images``: data URIs, no index."""
+        return [{"type": "image_url", "image_url": {"url": data_uri(png, "image/png")}} for png in action.images]
 
     @staticmethod
     def error(status: int, message: str) -> dict[str, Any]:
@@ -171,6 +197,8 @@ class _OpenAIWriter:
         }
         if calls:
             message["tool_calls"] = calls
+        if action.images:
+            message["images"] = self.images(action)
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -207,6 +235,8 @@ class _OpenAIWriter:
         if action.text:
             for piece in _words(action.text):
                 yield chunk({"content": piece})
+        if action.images:
+            yield chunk({"images": self.images(action)})
         for i, call in enumerate(action.tool_calls):
             head = {"index": i, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
             yield chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
@@ -413,6 +443,10 @@ class FakeLLM(FakeServer):
             response.json(400, writer.error(400, f"Invalid request: {exc}"))
             return
         policy, conversation.max_rounds = choose(model)
+        if "image" in conversation.modalities and policy not in (POLICIES["painter"], POLICIES["painter-direct"]):
+            response.json(400, writer.error(400, "Invalid value: 'image'. This model does not support image "
+                                                 "output; supported modalities: ['text']."))
+            return
         action = Action(error=self.error_status) if self.error_status else policy(conversation)
         if action.error is not None:
             message = {

@@ -146,6 +146,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.base import FakeServer, RecordedRequest, Response
+from tests.fakes.media import IMAGE_TOKENS, png_for_aspect
 
 __all__ = [
     "MODELS",
@@ -1046,6 +1047,37 @@ class _GeminiWriter(_Writer):
             raise _Rejected(400, "* GenerateContentRequest.contents: contents is not specified")
         self.id = _opaque("resp", uuid.uuid4().hex, length=22).replace("+", "-").replace("/", "_")
         self.tool_tokens = sum(_tokens(s.snippet) * 6 for s in self.scenario.sources) if self.searched else 0
+        self.image = self._image_output(body.get("generationConfig") or {})
+
+    def _image_output(self, config: dict[str, Any]) -> bytes | None:
+        """The PNG to answer with when ``responseModalities`` asks for an image (image models only),
+        sized by ``imageConfig.aspectRatio``."""
+        modalities = [str(m).upper() for m in config.get("responseModalities") or config.get("response_modalities")
+                      or []]
+        image_config = config.get("imageConfig") or config.get("image_config")
+        if "IMAGE" not in modalities:
+            if image_config:
+                raise _Rejected(400, "imageConfig is only supported with responseModalities IMAGE.")
+            return None
+        if "image" not in self.model:
+            raise _Rejected(400, "Model does not support the requested response modalities: image")
+        image_config = image_config or {}
+        if not isinstance(image_config, dict):
+            raise _Rejected(400, "Invalid value at 'generation_config.image_config': expected an object")
+        unknown = set(image_config) - {"aspectRatio", "aspect_ratio", "imageSize", "image_size"}
+        if unknown:
+            raise _Rejected(400, f"Unknown name {sorted(unknown)[0]!r} at 'generation_config.image_config'")
+        ratio = image_config.get("aspectRatio") or image_config.get("aspect_ratio")
+        if ratio is not None and ratio not in ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                                               "21:9"):
+            raise _Rejected(400, f"Invalid aspect ratio {ratio!r}")
+        return png_for_aspect(ratio)
+
+    def _parts(self, text: str, *, image: bool) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = [{"text": text}] if text else []
+        if image and self.image is not None:
+            parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(self.image).decode()}})
+        return parts
 
     def wants_search(self) -> bool:
         tools = self.body.get("tools") or []
@@ -1096,9 +1128,10 @@ class _GeminiWriter(_Writer):
 
     def usage(self, *, final: bool = True) -> dict[str, Any]:
         usage: dict[str, Any] = {"promptTokenCount": self.input_tokens}
+        image_tokens = IMAGE_TOKENS if self.image is not None else 0
         if final:
-            usage["candidatesTokenCount"] = self.output_tokens
-        total = self.input_tokens + (self.output_tokens if final else 0)
+            usage["candidatesTokenCount"] = self.output_tokens + image_tokens
+        total = self.input_tokens + (self.output_tokens + image_tokens if final else 0)
         if self.tool_tokens and final:
             usage["toolUsePromptTokenCount"] = self.tool_tokens
             total += self.tool_tokens
@@ -1106,6 +1139,9 @@ class _GeminiWriter(_Writer):
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": self.input_tokens}]
         if self.tool_tokens and final:
             usage["toolUsePromptTokensDetails"] = [{"modality": "TEXT", "tokenCount": self.tool_tokens}]
+        if image_tokens and final:
+            usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": self.output_tokens},
+                                                {"modality": "IMAGE", "tokenCount": image_tokens}]
         return usage
 
     def _response(self, candidate: dict[str, Any], *, final: bool) -> dict[str, Any]:
@@ -1118,7 +1154,7 @@ class _GeminiWriter(_Writer):
 
     def complete(self) -> dict[str, Any]:
         candidate: dict[str, Any] = {
-            "content": {"parts": [{"text": self.layout.content}], "role": "model"},
+            "content": {"parts": self._parts(self.layout.content, image=True), "role": "model"},
             "finishReason": "STOP",
         }
         if self.searched:
@@ -1130,7 +1166,7 @@ class _GeminiWriter(_Writer):
         separate = self.fake.gemini_metadata == "separate"
         for n, piece in enumerate(pieces):
             last = n == len(pieces) - 1
-            candidate: dict[str, Any] = {"content": {"parts": [{"text": piece}], "role": "model"}}
+            candidate: dict[str, Any] = {"content": {"parts": self._parts(piece, image=last), "role": "model"}}
             if last and not separate:
                 candidate["finishReason"] = "STOP"
                 if self.searched:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from tests.fakes.claims import Scripted
 
+from tests.fakes.media import png_for_aspect
+
 __all__ = [
     "POLICIES",
     "Action",
@@ -89,6 +91,9 @@ class Conversation:
     tools: list[str]
     tool_choice: str = "auto"  # "auto", "none", "required", or the name of a forced tool
     max_rounds: int = 1
+    modalities: tuple[str, ...] = ("text",)
+    image_config: dict[str, object] = field(default_factory=dict)
+    response_format: dict[str, object] | None = None
 
     def recent(self) -> list[Turn]:
         """The turns after the last user message."""
@@ -132,6 +137,7 @@ class Action:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     error: int | None = None
+    images: tuple[bytes, ...] = ()  # PNGs the model draws (image models asked for modalities "image")
 
 
 _SOURCE_RE = re.compile(r"<source\b([^>]*)>(.*?)</source>", re.S)
@@ -214,6 +220,19 @@ def _json_answer(c: Conversation) -> str:
 
 
 Policy = Callable[[Conversation], Action]
+
+
+def _painting(then: Policy) -> Policy:
+    """``then``, plus a PNG sized by ``image_config.aspect_ratio`` on answers when asked for images."""
+
+    def policy(c: Conversation) -> Action:
+        action = then(c)
+        if "image" not in c.modalities or action.tool_calls or action.error:
+            return action
+        ratio = c.image_config.get("aspect_ratio")
+        return Action(text=action.text, images=(png_for_aspect(ratio if isinstance(ratio, str) else None),))
+
+    return policy
 
 
 def searching(answer: Callable[[Conversation], str], *variants: str) -> Policy:
@@ -301,6 +320,9 @@ POLICIES: dict[str, Policy] = {
     "nocite": searching(lambda c: _claim(c.sources()[0]) if c.sources() else "I know this."),
     "direct": lambda c: Action(text="I know this."),
     "echo-json": _echo_json,
+    # An image model (OpenRouter-style message.images): searches, cites, and draws when asked.
+    "painter": _painting(_searcher),
+    "painter-direct": _painting(lambda c: Action(text="I know this.")),
     "fail": lambda c: Action(error=500),
     "ratelimit": lambda c: Action(error=429),
     "notfound": lambda c: Action(error=404),
