@@ -20,6 +20,7 @@ from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
 from .capabilities import check_targets
+from .media import prepare_media
 from .errors import GroundingError
 from .events import ContentDelta, Done, Started
 from .finish import finish
@@ -59,7 +60,9 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     session.meta.router, session.meta.route_id, session.meta.variant_id = plan.router, plan.route_id, plan.variant_id
     session.meta.auto = plan.auto
     for warning in plan.warnings:
-        session._warn(warning)
+        session.warn(warning)
+    # Input media: checked, and fetched safely for the targets that cannot take URLs (400s come here).
+    attempts.adapt = (await prepare_media(req.messages, attempts.targets)).adapt
     yield Started(session.id, attempts.current.name, session.created)
     try:
         async for event in session.events():

@@ -45,8 +45,12 @@ What a fetch does, per page:
   and inflated here (``gzip``/``deflate``, the only codings requested) with
   ``zlib``'s ``max_length``, so a decompression bomb never produces more than
   the cap plus one byte in memory, even within one network chunk.
-* **Content types**: HTML, XHTML, plain text and Markdown. A response without
-  a content type is accepted only if its body looks like HTML.
+* **Content types**: HTML, XHTML, plain text and Markdown by default. A
+  response without a content type is accepted only if its body looks like
+  HTML. ``accept`` (per fetcher or per fetch) takes other media types and
+  ``type/*`` patterns (input images and audio: ``image/*``, ``audio/*``); a
+  body without a content type is then identified by its first bytes (PNG,
+  JPEG, GIF, WebP, WAV, MP3, FLAC, Ogg, PDF).
 
 Environment proxies are not used (the client is built with its own transport
 and ``trust_env=False``): a proxy would hide the real destination from the
@@ -76,7 +80,10 @@ __all__ = [
     "ALLOW_PRIVATE_ENV",
     "FetchResult",
     "Fetcher",
+    "PAGE_TYPES",
     "private_networks_allowed",
+    "sniff_media_type",
+    "type_accepted",
 ]
 
 DEFAULT_USER_AGENT = "grounding/0.1 (+https://github.com/grounding)"
@@ -88,9 +95,8 @@ _DEFAULT_HEADERS = {
     # Only codings this module inflates itself, under the size cap.
     "Accept-Encoding": "gzip, deflate",
 }
-_ACCEPTED_TYPES = frozenset(
-    {"text/html", "application/xhtml+xml", "text/plain", "text/markdown", "text/x-markdown"}
-)
+#: What a page may be (the default ``accept``).
+PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "text/x-markdown")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _RETRY_ERRORS = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
@@ -445,6 +451,30 @@ def _parse_content_type(value: str | None) -> tuple[str | None, str | None]:
     return media_type.strip().lower() or None, charset
 
 
+def type_accepted(media_type: str, accept: Sequence[str]) -> bool:
+    """Whether ``media_type`` matches one of ``accept`` (exact types or ``type/*``)."""
+    major = media_type.split("/", 1)[0] + "/*"
+    return media_type in accept or major in accept
+
+
+#: Leading bytes of the media types this module can tell without a Content-Type.
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+          (b"GIF89a", "image/gif"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"),
+          (b"%PDF-", "application/pdf"))
+
+
+def sniff_media_type(body: bytes) -> str | None:
+    """The media type of an image, audio or PDF body, from its first bytes (``None`` if unknown)."""
+    for magic, kind in _MAGIC:
+        if body.startswith(magic):
+            return kind
+    if body[:4] == b"RIFF" and body[8:12] in (b"WEBP", b"WAVE"):
+        return "image/webp" if body[8:12] == b"WEBP" else "audio/wav"
+    if len(body) > 1 and body[0] == 0xFF and body[1] & 0xE0 == 0xE0:  # an MPEG audio frame
+        return "audio/mpeg"
+    return None
+
+
 def _looks_like_html(body: bytes) -> bool:
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith(b"<!doctype html") or b"<html" in head
@@ -500,11 +530,13 @@ class Fetcher:
         allow_private: bool | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
+        accept: Sequence[str] = PAGE_TYPES,
     ) -> None:
         if timeout <= 0 or max_bytes < 1 or max_redirects < 0 or concurrency < 1:
             raise ValueError("timeout, max_bytes and concurrency must be positive, max_redirects >= 0")
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._accept = tuple(accept)
         self._max_redirects = max_redirects
         self._slots = asyncio.Semaphore(concurrency)
         guard = not (private_networks_allowed() if allow_private is None else allow_private)
@@ -518,8 +550,12 @@ class Fetcher:
             trust_env=False,
         )
 
-    async def fetch(self, url: str) -> FetchResult:
-        """Fetch one page; problems come back as ``ok=False`` with an ``error``."""
+    async def fetch(self, url: str, *, accept: Sequence[str] | None = None) -> FetchResult:
+        """Fetch one page; problems come back as ``ok=False`` with an ``error``.
+
+        ``accept`` overrides the fetcher's accepted media types for this URL.
+        """
+        accept = tuple(accept) if accept is not None else self._accept
         async with self._slots:
             page = FetchResult(
                 url=url, final_url=None, ok=False, status=None, content_type=None,
@@ -528,7 +564,7 @@ class Fetcher:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout):
-                    page.body = await self._follow(page)
+                    page.body = await self._follow(page, accept)
                 page.ok = True
             except _PageError as exc:
                 page.error = str(exc)
@@ -558,13 +594,13 @@ class Fetcher:
     ) -> None:
         await self.aclose()
 
-    async def _follow(self, page: FetchResult) -> bytes:
+    async def _follow(self, page: FetchResult, accept: tuple[str, ...]) -> bytes:
         """Follow redirects from ``page.url`` and return the final body, filling in ``page``."""
         url = _parse_url(page.url.strip())
         for _ in range(self._max_redirects + 1):
             if self._precheck:
                 await _resolve_guarded(url.raw_host.decode("ascii"), guard=True)
-            response = await self._send(url)
+            response = await self._send(url, accept)
             try:
                 page.final_url = str(url)
                 page.status = response.status_code
@@ -578,14 +614,15 @@ class Fetcher:
                     except httpx.InvalidURL as exc:
                         raise _PageError(f"bad redirect location {location!r} ({exc})") from None
                     continue
-                return await self._read(response, page)
+                return await self._read(response, page, accept)
             finally:
                 await response.aclose()
         raise _PageError(f"too many redirects (over {self._max_redirects})")
 
-    async def _send(self, url: httpx.URL) -> httpx.Response:
+    async def _send(self, url: httpx.URL, accept: tuple[str, ...]) -> httpx.Response:
         """GET ``url`` (headers only), retrying once after a reset or a 502/503/504."""
-        request = self._client.build_request("GET", url)
+        headers = None if accept == PAGE_TYPES else {"Accept": ", ".join(accept)}
+        request = self._client.build_request("GET", url, headers=headers)
         try:
             response = await self._client.send(request, stream=True)
         except _RETRY_ERRORS:
@@ -597,11 +634,11 @@ class Fetcher:
             return await self._client.send(request, stream=True)
         return response
 
-    async def _read(self, response: httpx.Response, page: FetchResult) -> bytes:
+    async def _read(self, response: httpx.Response, page: FetchResult, accept: tuple[str, ...]) -> bytes:
         """Check status, type and size of a final response, then stream its body."""
         if not response.is_success:
             raise _PageError(_status_error(response))
-        if page.content_type is not None and page.content_type not in _ACCEPTED_TYPES:
+        if page.content_type is not None and not type_accepted(page.content_type, accept):
             raise _PageError(f"unsupported content type {page.content_type}")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
@@ -619,7 +656,9 @@ class Fetcher:
                 body.feed(raw)
             data = body.finish()
         if page.content_type is None:
-            if not _looks_like_html(data):
-                raise _PageError("unsupported content type (none given, and the body is not HTML)")
-            page.content_type = "text/html"
+            sniffed = "text/html" if _looks_like_html(data) else sniff_media_type(data)
+            if sniffed is None or not type_accepted(sniffed, accept):
+                wanted = "HTML" if accept == PAGE_TYPES else " or ".join(accept)
+                raise _PageError(f"unsupported content type (none given, and the body is not {wanted})")
+            page.content_type = sniffed
         return data

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from .. import llm
 from ..errors import GroundingError, RateLimitError, UpstreamError
@@ -55,6 +55,8 @@ class Attempts:
         self.stats = stats
         self.record: list[Attempt] = []
         self.reasoning: ReasoningInfo | None = None
+        #: Last say on each target's arguments (e.g. input media inlined for providers that need it).
+        self.adapt: Callable[[Target, dict[str, Any]], dict[str, Any]] | None = None
         self._index = 0
 
     @property
@@ -140,6 +142,8 @@ class Attempts:
 
     def _kwargs(self, target: Target, params: dict[str, Any], last: bool) -> dict[str, Any]:
         kw = dict(params) | target.litellm_kwargs()
+        if self.adapt is not None:
+            kw = self.adapt(target, kw)
         if not last:
             kw["max_retries"] = 0  # a 429 moves on to the next target instead of waiting here
         if self.effort is not None and _supports_reasoning(target):

@@ -13,7 +13,11 @@ Pages (all ``text/html; charset=utf-8`` unless said otherwise):
 - ``/huge``: 11 MB of HTML (``?chunked=1``: without a Content-Length);
 - ``/gzip-bomb``: ~11 KB gzip body (``Content-Encoding: gzip``) inflating to 11 MB;
 - ``/pdf`` (``application/pdf``), ``/plain`` (``text/plain``), ``/empty`` (no body);
-- ``/injection``: a page whose text tries a prompt injection (:data:`INJECTION`).
+- ``/injection``: a page whose text tries a prompt injection (:data:`INJECTION`);
+- ``/media/picture.png`` (a real 40x30 PNG, :data:`PICTURE`), ``/media/tone.wav``
+  (a real WAV, :data:`TONE`), ``/media/untyped`` (the PNG without a Content-Type),
+  ``/media/drawing.svg`` (``image/svg+xml``), ``/media/huge.png`` (11 MB declared
+  ``image/png``; ``?chunked=1``: without a Content-Length).
 
 :func:`gold` gives the ground-truth title and text of a data page.
 """
@@ -32,8 +36,11 @@ from dataclasses import dataclass
 
 from providers.extract import html_title
 from tests.fakes.base import FakeServer, RecordedRequest, Response
+from tests.fakes.media import png, wav
 
 __all__ = [
+    "PICTURE",
+    "TONE",
     "ARTICLE_TEXT",
     "ARTICLE_TITLE",
     "BIG_BYTES",
@@ -76,6 +83,11 @@ _PDF = (
     b"trailer<</Root 1 0 R>>\n%%EOF\n"
 )
 _PLAIN = b"Plain text, not HTML.\nIt has two lines.\n"
+PICTURE = png(40, 30, (20, 120, 220))
+"""The PNG at ``/media/picture.png``."""
+TONE = wav(0.1)
+"""The WAV at ``/media/tone.wav``."""
+_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
 _HTML = "text/html; charset=utf-8"
 
 Latency = Mapping[str, float] | Callable[[str], float]
@@ -194,16 +206,26 @@ class FakeWeb(FakeServer):
             response.send(200, b"", _HTML)
         elif path == "/injection":
             response.send(200, _INJECTION_PAGE, _HTML)
+        elif path == "/media/picture.png":
+            response.send(200, PICTURE, "image/png")
+        elif path == "/media/tone.wav":
+            response.send(200, TONE, "audio/wav")
+        elif path == "/media/untyped":
+            response.send(200, PICTURE, "")
+        elif path == "/media/drawing.svg":
+            response.send(200, _SVG, "image/svg+xml")
+        elif path == "/media/huge.png":
+            self._huge(response, chunked=query.get("chunked") == "1", content_type="image/png")
         else:
             response.send(404, b"<html><body>not found</body></html>", _HTML)
 
     @staticmethod
-    def _huge(response: Response, *, chunked: bool) -> None:
+    def _huge(response: Response, *, chunked: bool, content_type: str = _HTML) -> None:
         head, tail = b"<html><head><title>Huge</title></head><body><p>", b"</p></body></html>"
         block = b"All work and no play makes a very large page. " * 1400  # ~64 KB
         blocks = BIG_BYTES // len(block) + 1
         size = len(head) + blocks * len(block) + len(tail)
-        response.start(200, _HTML, length=None if chunked else size)
+        response.start(200, content_type, length=None if chunked else size)
         response.write(head)
         for _ in range(blocks):
             response.write(block)
