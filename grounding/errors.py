@@ -16,6 +16,7 @@ __all__ = [
     "RateLimitError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "OutputValidationError",
     "LocalModelError",
     "LocalModelUnavailable",
 ]
@@ -83,6 +84,19 @@ class UpstreamTimeoutError(UpstreamError):
 
     status_code = 504
     type = "timeout_error"
+
+
+class OutputValidationError(GroundingError):
+    """The model's answer broke ``response_format`` (invalid JSON, or not the schema), even after
+    one repair turn. ``code``: ``json_schema_mismatch`` or ``invalid_json``; ``.content`` is the
+    last answer."""
+
+    status_code = 502
+    type = "invalid_response_error"
+
+    def __init__(self, message: str, *, content: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.content = content
 
 
 class LocalModelError(GroundingError):

@@ -8,6 +8,8 @@ import time
 from typing import TYPE_CHECKING, Sequence
 
 from .citations import SourceRef, annotate
+from .gather import url_key
+from .structured import source_urls
 from .native import provider_of
 from .response import (Annotation, ChatCompletion, CitationCheck, Choice, EvidenceInfo, FunctionCall, ImageOutput,
                        Message, MovedFrom, SourceInfo, SpanInfo, ToolCall)
@@ -37,6 +39,8 @@ async def finish(session: "Session", content: str, turn: "TurnResult") -> ChatCo
         turn.calls = [c for c in turn.calls if c.name in s.req.caller_tool_names]
     elif turn.annotations:
         annotations = [Annotation.model_validate(a) for a in turn.annotations if a.get("type") == "url_citation"]
+    if s.output_data is not None and s.meta.structured_output is not None:
+        _unknown_sources(s)
     tool_calls = [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in turn.calls]
     reason = "tool_calls" if tool_calls else (turn.finish_reason or "stop")
     if reason not in {"stop", "length", "content_filter"} and not tool_calls:
@@ -144,6 +148,16 @@ async def _read_pages(urls: list[str]):
                           else f"{type(t.exception()).__name__}")
                 out.append(PageText(url, error=reason))
         return out
+
+
+def _unknown_sources(s: "Session") -> None:
+    """URLs in the JSON's ``sources`` fields that this request never had as a source."""
+    assert s.meta.structured_output is not None
+    known = {url_key(x.url) for x in s.meta.sources if x.status != "failed"}
+    unknown = [u for u in dict.fromkeys(source_urls(s.output_data)) if url_key(u) not in known]
+    s.meta.structured_output.unknown_sources = unknown
+    if unknown:
+        s.warn(f"{len(unknown)} URL(s) in the JSON's sources fields are not among this request's sources")
 
 
 def _in_scope(s: "Session", found: Sequence[dict]) -> list[dict]:

@@ -21,7 +21,7 @@ from providers.search import NATIVE, default_engine_name, get_engine
 
 from .capabilities import check_targets
 from .media import prepare_media
-from .errors import GroundingError
+from .errors import GroundingError, OutputValidationError
 from .events import ContentDelta, Done, Started
 from .finish import finish
 from .gather import Gatherer, Source
@@ -30,7 +30,8 @@ from .native import (DOMAIN_FILTER_PROVIDERS, NativeResult, check_native, native
 from .native import native_scope as native_scope_info
 from .prompts import SEARCH_TOOL_NAME, search_tool, system_prompt
 from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearch, WebSearchOptions
-from .response import Metadata, Usage, new_id
+from .response import Metadata, StructuredInfo, Usage, new_id
+from .structured import OutputCheck, repair_message
 from .routing.attempts import Attempts
 from .routing.plan import plan_request
 from .routing.stats import get_stats
@@ -126,6 +127,10 @@ class Session:
             if native_scope is not None:
                 self.meta.search_options = native_scope_info(native_scope, self.meta.provider)
         self.sources: dict[str, Source] = {}  # normalized url -> source
+        #: response_format's promise, kept for grounded answers (see grounding.structured).
+        grounded = req.web_search is not None or req.web_search_options is not None
+        self.output_check = OutputCheck.of(self._response_format()) if grounded else None
+        self.output_data: Any = None  # the answer's parsed JSON, once checked
         self.messages: list[dict[str, Any]] = list(req.messages)
         if req.web_search:
             self.messages.insert(0, {"role": "system", "content": system_prompt()})
@@ -149,8 +154,15 @@ class Session:
         ws = self.req.web_search
         if ws is None:
             turn = TurnResult()
-            async for delta in model_turn(self, self._plain_params(), turn, step=0, kind="completion", live=True):
+            checked = self.output_check is not None  # the answer is held back until it is valid
+            async for delta in model_turn(self, self._plain_params(), turn, step=0, kind="completion",
+                                          live=not checked):
                 yield delta
+            if checked and not turn.calls:
+                await self._enforce_output(turn, self._plain_params)
+                if self.req.stream:
+                    turn.streamed = turn.content
+                    yield ContentDelta(turn.content)
             yield Done(await finish(self, turn.streamed if self.req.stream else turn.content, turn))
             return
 
@@ -168,7 +180,9 @@ class Session:
                 self.say("writing the answer" if answer_turn else "thinking")
                 # Search-turn text streams live (after a preamble hold) unless it may be
                 # discarded: with response_format, or when the profile forces a tool call.
-                live_ok = answer_turn or (not self._needs_answer_turn() and not self.target.profile.forces_search)
+                # An answer whose JSON is checked is held back until it is valid.
+                live_ok = (answer_turn and self.output_check is None) or (
+                    not answer_turn and not self._needs_answer_turn() and not self.target.profile.forces_search)
                 turn_start = True
                 async for delta in model_turn(self, params, turn, step=steps if answer_turn else steps + 1,
                                                     kind="answer" if answer_turn else "search", live=live_ok,
@@ -218,6 +232,8 @@ class Session:
                     continue
                 break
 
+        if self.output_check is not None and turn.finish_reason != "tool_calls":
+            await self._enforce_output(turn, self._answer_params)
         content = emitted if self.req.stream else turn.content
         if self.req.stream and turn.content and not turn.streamed:
             # Held-back text of the final turn (a search turn that answered directly).
@@ -281,7 +297,8 @@ class Session:
         elif any(m.get("tool_calls") for m in self.messages if m.get("role") == "assistant"):
             # The history has tool calls; some providers require the tool to stay declared.
             kw["tools"] = [search_tool()]
-            kw["tool_choice"] = self.target.profile.answer_tool_choice
+            if not self._json_mode_is_a_tool():
+                kw["tool_choice"] = self.target.profile.answer_tool_choice
         if self.req.response_format is not None:
             kw["response_format"] = self.req.response_format.model_dump(exclude_none=True)
         return kw
@@ -300,6 +317,43 @@ class Session:
         """Add a priced part (a model turn, a search's fee); None: litellm cannot price it."""
         if value:
             self.meta.cost_usd = round((self.meta.cost_usd or 0.0) + value, 8)
+
+    def _response_format(self) -> dict[str, Any] | None:
+        rf = self.req.response_format
+        return rf.model_dump(exclude_none=True) if rf is not None else None
+
+    async def _enforce_output(self, turn: TurnResult, params: Callable[[], dict[str, Any]]) -> None:
+        """Check the final answer against response_format; one repair turn if it fails; then
+        the valid answer replaces ``turn.content``, or :class:`OutputValidationError`."""
+        check = self.output_check
+        assert check is not None
+        verdict = check.check(turn.content)
+        info = StructuredInfo(type=check.kind, valid=verdict.ok, errors=verdict.errors)
+        self.meta.structured_output = info
+        if not verdict.ok:
+            self.say("the answer is not valid JSON for response_format: asking for a correction")
+            self.messages.append({"role": "assistant", "content": turn.content})
+            self.messages.append({"role": "user", "content": repair_message(check, verdict)})
+            if self.native is not None:  # the repair turn's citations replace the first one's
+                self.native = NativeResult(self.native.provider)
+            repair = TurnResult()
+            async for _ in model_turn(self, params(), repair, step=self.meta.steps, kind="repair", live=False):
+                pass
+            verdict = check.check(repair.content)
+            info.valid = info.repaired = verdict.ok
+            if not verdict.ok:
+                raise OutputValidationError(
+                    f"model {self.target.name}'s answer is not {check.describe()}, even after a repair turn: "
+                    + "; ".join(verdict.errors), code=check.code, content=repair.content)
+            turn.finish_reason, turn.images, turn.annotations = repair.finish_reason, repair.images, repair.annotations
+        turn.content = verdict.content
+        self.output_data = verdict.data
+
+    def _json_mode_is_a_tool(self) -> bool:
+        """litellm makes a json_schema ``response_format`` for Anthropic a forced ``json_tool_call``;
+        a ``tool_choice`` of ours would override it (and the answer would come back as prose)."""
+        rf = self.req.response_format
+        return rf is not None and rf.type == "json_schema" and provider_of(self.target.litellm_model) == "anthropic"
 
     def _needs_answer_turn(self) -> bool:
         """The answer must come from an answer turn: it has a response_format or asks for images."""

@@ -235,6 +235,15 @@ class ResponseFormat(BaseModel):
             raise ValueError("json_schema needs a json_schema object with a name")
         return self
 
+    # -- Issue 14: a schema the answer will be validated against must itself be valid.
+    @model_validator(mode="after")
+    def _schema_valid(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema and "schema" in self.json_schema:
+            from .structured import check_schema
+
+            check_schema(self.json_schema["schema"])
+        return self
+
 
 class ChatRequest(_Strict):
     """One chat-completion request, validated. Unknown fields are rejected."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "URLCitation", "Annotation", "FunctionCall", "ToolCall", "ImageURL", "ImageOutput", "Message", "Choice", "Usage",
     "SourceInfo", "SearchInfo", "TurnInfo", "CitationInfo", "CitationCheck", "EvidenceInfo", "MovedFrom", "SpanInfo",
-    "ScopeInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
+    "ScopeInfo", "StructuredInfo", "Attempt", "ReasoningInfo", "AutoInfo", "Metadata",
     "ChatCompletion", "ChatCompletionChunk", "Delta", "ChunkChoice", "new_id",
 ]
 
@@ -146,7 +146,7 @@ class SearchInfo(_Model):
 
 class TurnInfo(_Model):
     step: int
-    kind: Literal["search", "answer", "completion"]
+    kind: Literal["search", "answer", "completion", "repair"]
     model: str
     duration_ms: float = 0.0
     time_to_first_token_ms: float | None = None
@@ -216,6 +216,20 @@ class ScopeInfo(_Model):
     #: Results (or native citations) this library dropped for the option.
     removed: int | None = None
     note: str | None = None
+
+
+class StructuredInfo(_Model):
+    """``response_format`` with grounding: how the answer was checked (see :mod:`grounding.structured`)."""
+
+    type: Literal["json_object", "json_schema"]
+    #: The answer handed over is valid.
+    valid: bool
+    #: It took the repair turn to get there.
+    repaired: bool = False
+    #: What was wrong with the first answer (empty when it was valid).
+    errors: list[str] = Field(default_factory=list)
+    #: URLs in ``sources`` fields of the JSON that are not among this request's sources.
+    unknown_sources: list[str] = Field(default_factory=list)
 
 
 class CitationInfo(_Model):
@@ -292,6 +306,8 @@ class Metadata(_Model):
     steps: int = 0
     turns: list[TurnInfo] = Field(default_factory=list)
     citations: CitationInfo = Field(default_factory=CitationInfo)
+    #: ``response_format`` with grounding: the answer's check and repair.
+    structured_output: StructuredInfo | None = None
     #: ``web_search`` scope options that were set, and how each was applied.
     search_options: dict[str, ScopeInfo] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)

@@ -287,7 +287,13 @@ def anthropic_conversation(body: dict[str, Any]) -> Conversation:
     kind = str(choice.get("type", "auto"))
     mode = {"auto": "auto", "any": "required", "none": "none"}.get(kind) or str(choice.get("name", "auto"))
     tools = [t["name"] for t in body.get("tools") or [] if "name" in t]
-    return Conversation(_named(turns), tools, mode)
+    # litellm's JSON mode for Anthropic: a forced tool, json_tool_call, whose input_schema is the schema.
+    json_tool = next((t for t in body.get("tools") or [] if t.get("name") == "json_tool_call"), None)
+    response_format = None
+    if json_tool is not None and mode == "json_tool_call":
+        response_format = {"type": "json_schema", "json_schema": {"name": "json_tool_call",
+                                                                  "schema": json_tool.get("input_schema") or {}}}
+    return Conversation(_named(turns), tools, mode, response_format=response_format)
 
 
 class _AnthropicWriter:

@@ -221,6 +221,86 @@ def _json_answer(c: Conversation) -> str:
 
 Policy = Callable[[Conversation], Action]
 
+REPAIR_MARK = "Your answer is not valid"
+"""How the library's repair turn starts (the policies below notice it)."""
+
+
+def _asked_to_repair(c: Conversation) -> bool:
+    return c.question().startswith(REPAIR_MARK)
+
+
+def _instance(schema: object, sources: list[Source], key: str | None = None) -> object:
+    """A value valid for ``schema`` (the subset a response_format uses), filled from ``sources``:
+    URLs under ``sources``/``url`` keys, cited claims in other strings."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {k: _instance(v, sources, k) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        items = schema.get("items") or {}
+        if key in ("sources", "urls") and sources:
+            return [s.url for s in sources[: max(1, int(schema.get("minItems") or 1))]]
+        return [_instance(items, sources, key) for _ in range(max(1, int(schema.get("minItems") or 1)))]
+    if kind == "string":
+        if key in ("url", "source") or schema.get("format") == "uri":
+            return sources[0].url if sources else "https://example.com/"
+        return f"{_claim(sources[0])} [{sources[0].id}]" if sources else "I know this."
+    if kind == "integer":
+        return int(schema.get("minimum") or 1)
+    if kind == "number":
+        return float(schema.get("minimum") or 1)
+    if kind == "boolean":
+        return True
+    return None
+
+
+def _json_text(c: Conversation, *, valid: bool = True, fenced: bool = False, phantom: bool = False) -> str:
+    """The answer ``response_format`` asks for: valid, broken (a required field missing and a
+    wrong type) or prose, fenced or not; ``phantom`` adds a source URL nothing was fetched from."""
+    rf = c.response_format or {}
+    spec = rf.get("json_schema") if isinstance(rf.get("json_schema"), dict) else {}
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    sources = c.sources()
+    if rf.get("type") == "json_schema" and isinstance(schema, dict):
+        data = _instance(schema, sources)
+    else:
+        data = json.loads(_json_answer(c))
+    if phantom and isinstance(data, dict):
+        data["sources"] = [*data.get("sources", []), PHANTOM_URL]
+    if not valid:
+        if not isinstance(data, dict) or rf.get("type") != "json_schema":
+            return "Here is what I found: " + (_claim(sources[0]) if sources else "nothing") + "."
+        required = (schema or {}).get("required") or list(data)
+        data = {k: v for k, v in data.items() if k not in required[:1]}
+        data.update({k: 42 for k in list(data)[:1]})  # and a wrong type
+    text = json.dumps(data, ensure_ascii=False)
+    return f"```json\n{text}\n```" if fenced else text
+
+
+def _json_policy(**how: bool) -> Policy:
+    """Search, then answer in JSON (as a forced tool call when that is the JSON mode, as
+    litellm makes Anthropic's); ``how`` as :func:`_json_text` takes it, ``valid=False``
+    until asked to repair when ``repairs``."""
+    repairs = how.pop("repairs", False)
+
+    def policy(c: Conversation) -> Action:
+        if c.wants_search() and not _asked_to_repair(c):
+            return _search(c)
+        valid = how.get("valid", True) or (repairs and _asked_to_repair(c))
+        text = _json_text(c, **{**how, "valid": valid})
+        if c.tool_choice in c.tools and c.tool_choice != SEARCH_TOOL:  # forced tool: Anthropic's JSON mode
+            return Action(tool_calls=(ToolCall(c.tool_choice, text),))
+        return Action(text=text)
+
+    return policy
+
 
 def _painting(then: Policy) -> Policy:
     """``then``, plus a PNG sized by ``image_config.aspect_ratio`` on answers when asked for images."""
@@ -320,6 +400,13 @@ POLICIES: dict[str, Policy] = {
     "nocite": searching(lambda c: _claim(c.sources()[0]) if c.sources() else "I know this."),
     "direct": lambda c: Action(text="I know this."),
     "echo-json": _echo_json,
+    # response_format with grounding: schema-valid JSON; invalid until asked to repair; never valid;
+    # fenced in ```json; with a source URL that was never fetched.
+    "schema": _json_policy(),
+    "schema-repair": _json_policy(valid=False, repairs=True),
+    "schema-never": _json_policy(valid=False),
+    "schema-fenced": _json_policy(fenced=True),
+    "schema-phantom": _json_policy(phantom=True),
     # An image model (OpenRouter-style message.images): searches, cites, and draws when asked.
     "painter": _painting(_searcher),
     "painter-direct": _painting(lambda c: Action(text="I know this.")),
