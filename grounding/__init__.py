@@ -35,6 +35,7 @@ _EXPORTS = {
     "register_engine": "providers.search",
     "SearchEngine": "providers.search",
     "SearchHit": "providers.search",
+    "SearchOptions": "providers.search",
     "LocalSearchEngine": "providers.search",
     "GroundingError": "grounding.errors",
     "InvalidRequestError": "grounding.errors",
@@ -43,6 +44,7 @@ _EXPORTS = {
     "RateLimitError": "grounding.errors",
     "UpstreamError": "grounding.errors",
     "UpstreamTimeoutError": "grounding.errors",
+    "OutputValidationError": "grounding.errors",
     "LocalModelError": "grounding.errors",
     "LocalModelUnavailable": "grounding.errors",
 }
@@ -50,11 +52,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from providers.search import LocalSearchEngine, SearchEngine, SearchHit, register_engine
+    from providers.search import LocalSearchEngine, SearchEngine, SearchHit, SearchOptions, register_engine
 
     from .api import acompletion, completion
     from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
-                         NotFoundError, RateLimitError, UpstreamError, UpstreamTimeoutError)
+                         NotFoundError, OutputValidationError, RateLimitError, UpstreamError, UpstreamTimeoutError)
     from .config import Config, load_config, set_config
     from .request import CitationOptions, WebSearch
     from .verify import Judge, LexicalJudge, ModelJudge, check_citations

@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
                      "say; default), flag (keep, report), off (as the model wrote them)")
     ask.add_argument("--verifier", metavar="MODEL",
                      help="a model to judge citations with (default: the built-in judge; 'local' works offline)")
+    scope = ask.add_mutually_exclusive_group()
+    scope.add_argument("--domain", "-d", action="append", metavar="DOMAIN", dest="allowed_domains",
+                       help="search only this domain and its subdomains (repeat for several)")
+    scope.add_argument("--exclude-domain", "-x", action="append", metavar="DOMAIN", dest="excluded_domains",
+                       help="never use results from this domain or its subdomains (repeat for several)")
+    ask.add_argument("--max-total-results", type=int, help="results used across all search steps, 1-100")
+    ask.add_argument("--context-size", choices=("low", "medium", "high"),
+                     help="how much source text the model reads (default medium)")
+    ask.add_argument("--country", help="the user's country (two letters, e.g. US) for engines that take one")
     ask.add_argument("--json", action="store_true", help="print the ChatCompletion JSON alone on stdout")
     serve = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server",
                            description="Serve POST /v1/chat/completions, GET /v1/models, /v1/routers and "
@@ -111,7 +120,14 @@ async def _ask(args: argparse.Namespace) -> int:
         register_engine("local", lambda: LocalSearchEngine(progress=progress.indexing))
     if args.verify is not None and args.verify not in ("repair", "flag", "off"):
         raise InvalidRequestError(f"--verify must be repair, flag or off, not {args.verify!r}", param="verify")
-    web_search = {"max_results": args.max_results, "max_steps": args.max_steps}
+    web_search: dict[str, object] = {"max_results": args.max_results, "max_steps": args.max_steps}
+    for name in ("allowed_domains", "excluded_domains", "max_total_results"):
+        if getattr(args, name) is not None:
+            web_search[name] = getattr(args, name)
+    if args.context_size:
+        web_search["search_context_size"] = args.context_size
+    if args.country:
+        web_search["user_location"] = {"type": "approximate", "approximate": {"country": args.country}}
     if args.engine or args.corpus:
         web_search["engine"] = args.engine or "local"
     request = {

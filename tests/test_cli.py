@@ -47,6 +47,20 @@ def test_ask_json_prints_the_completion_alone(cli_env):
     assert metadata["queries"] == [QUESTION] and metadata["engine"] == "tavily"
 
 
+def test_ask_scoped_to_a_domain(cli_env, fake_search):
+    fake_search.mixed_hosts = True
+    proc = run_cli("ask", QUESTION, "--model", "openai/fake-searcher", "--engine", "tavily", "--domain",
+                   "localhost", "--max-total-results", "2", "--context-size", "low", "--country", "gb", "--json",
+                   env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(proc.stdout)["metadata"]
+    assert len(meta["sources"]) == 2 and all("//localhost:" in s["url"] for s in meta["sources"])
+    assert set(meta["search_options"]) == {"allowed_domains", "max_total_results", "search_context_size",
+                                           "user_location"}
+    bad = run_cli("ask", QUESTION, "--domain", "a.com/path", env=cli_env)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("grounding: error:")
+
+
 def test_ask_with_a_corpus_folder(cli_env, tmp_path):
     corpus = tmp_path / "notes"
     corpus.mkdir()

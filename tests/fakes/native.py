@@ -112,6 +112,17 @@ gives the exact content and the ground-truth spans, in characters):
 - ``vertex_ai``: exactly ``gemini``'s bodies, plus ``createTime`` and
   ``usageMetadata.trafficType``.
 
+Anthropic's ``web_search`` tool takes ``allowed_domains`` or ``blocked_domains``
+(both: 400, as the real API answers): its results and citations then keep only
+the sources on (or off) those domains and their subdomains. Gemini and Vertex
+image models (a model name with ``image``) answer ``generationConfig.responseModalities``
+with ``IMAGE`` with a real PNG as an ``inlineData`` part after the text (in the
+last chunk when streaming), sized by ``imageConfig.aspectRatio`` (or its proto
+name, ``image_config.aspect_ratio``), and report it as ``candidatesTokensDetails``
+``IMAGE`` tokens (1290, Gemini 2.5 Flash Image's count) inside ``candidatesTokenCount``;
+other models answer such a request 400, and ``imageConfig`` without ``IMAGE``
+is a 400 too.
+
 Without the provider's search switched on (a model without ``search`` in its
 name on ``/v1/chat/completions``, no web search tool for Anthropic / Gemini /
 Vertex / xAI, no ``browser_search`` for a Groq model that is not compound,
