@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Callable
 from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
-from .capabilities import check_targets
+from .capabilities import check_request, check_targets
 from .media import prepare_media
 from .errors import GroundingError, OutputValidationError
 from .events import ContentDelta, Done, Started
@@ -52,6 +52,7 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     generation_id = new_id()
+    check_request(req)
     plan = await plan_request(req, request_id=generation_id, progress=say)
     attempts = Attempts(plan.targets, ttft_timeout=plan.req.fallback.ttft_timeout if plan.req.fallback else None,
                         effort=plan.req.effort, stats=get_stats())

@@ -48,7 +48,7 @@ __all__ = ["MEDIA_MAX_BYTES_ENV", "media_max_bytes", "InputMedia", "collect_part
 MEDIA_MAX_BYTES_ENV = "GROUNDING_MEDIA_MAX_BYTES"
 _DEFAULT_MAX_BYTES = 10_000_000
 
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/heic", "image/heif")
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp", "image/heic", "image/heif")
 AUDIO_TYPES = ("audio/*",)
 FILE_TYPES = IMAGE_TYPES + AUDIO_TYPES + ("application/pdf",)
 #: ``input_audio.format`` values (OpenAI takes wav and mp3; litellm maps the rest for Gemini).

@@ -10,7 +10,11 @@ from providers.models import ModelProfile, is_local_model, profile_for
 
 from .request import ChatRequest
 
-__all__ = ["Target", "resolve_target", "default_model"]
+__all__ = ["Target", "resolve_target", "default_model", "LOCAL_CAPABILITIES"]
+
+#: The embedded model (a text-only coder model): no images out, no audio or images in.
+LOCAL_CAPABILITIES: tuple[tuple[str, bool], ...] = (("audio_input", False), ("image_output", False),
+                                                     ("vision", False))
 
 #: Env vars that make a hosted model the default, in order of preference.
 _DEFAULT_MODELS = (
@@ -85,6 +89,7 @@ async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | Non
             api_key="local",
             provider="local",
             reasoning=False,
+            capabilities=LOCAL_CAPABILITIES,
         )
     return Target(
         name=model,

@@ -172,12 +172,19 @@ def test_fallbacks_that_cannot_draw_are_skipped(fake_llm):
     ({"modalities": ["image"], "image_config": {"aspect_ratio": "wide"}}, "image_config", "aspect_ratio"),
     ({"modalities": ["image"], "image_config": {"image_size": "8K"}}, "image_config", "image_size"),
     ({"modalities": ["video"]}, "modalities[0]", "'image'"),
+    ({"modalities": ["text", "audio"]}, "modalities", "audio output"),
 ])
 def test_bad_image_requests(fake_llm, kw, param, words):
     with pytest.raises(InvalidRequestError) as err:
         grounding.completion(model="openai/fake-painter", api_base=f"{fake_llm.url}/v1", api_key="k",
                              messages=DRAW, **kw)
     assert err.value.param == param and words in err.value.message
+
+
+def test_the_local_model_cannot_draw():
+    with pytest.raises(InvalidRequestError) as err:
+        grounding.completion(model="local", messages=DRAW, modalities=["image", "text"])
+    assert err.value.param == "modalities" and "model local cannot output images" in err.value.message
 
 
 def test_auto_needs_an_image_model():

@@ -196,6 +196,17 @@ def test_audio_to_a_model_without_audio_input_is_refused(fake_llm):
     assert err.value.code == "unsupported_modality" and fake_llm.chat_requests() == []
 
 
+def test_images_to_a_model_without_vision_are_refused(fake_llm, fake_web):
+    with pytest.raises(InvalidRequestError) as err:
+        grounding.completion(model="openai/gpt-3.5-turbo", api_base=f"{fake_llm.url}/v1", api_key="k",
+                             messages=with_image(f"{fake_web.url}/media/picture.png"))
+    assert err.value.param == "messages[0].content[1]" and "does not take images" in err.value.message
+    assert media_requests(fake_web) == []
+    with pytest.raises(InvalidRequestError) as err:  # nor the embedded model (refused before it is started)
+        grounding.completion(model="local", messages=with_audio(base64.b64encode(TONE).decode()))
+    assert err.value.param == "messages[0].content[1]" and "does not take audio" in err.value.message
+
+
 @pytest.mark.parametrize(("audio", "words"), [
     ({"data": base64.b64encode(TONE).decode(), "format": "midi"}, "input_audio.format must be one of"),
     ({"data": "%%%", "format": "wav"}, "not valid base64"),
