@@ -20,21 +20,21 @@ from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
 from .capabilities import check_request, check_targets
-from .media import prepare_media
 from .errors import GroundingError, OutputValidationError
 from .events import ContentDelta, Done, Started
 from .finish import finish
 from .gather import Gatherer, Source
+from .media import prepare_media
 from .native import (DOMAIN_FILTER_PROVIDERS, NativeResult, check_native, native_search_params, provider_of,
                      supports_native_search)
 from .native import native_scope as native_scope_info
 from .prompts import SEARCH_TOOL_NAME, search_tool, system_prompt
 from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearch, WebSearchOptions
 from .response import Metadata, StructuredInfo, Usage, new_id
-from .structured import OutputCheck, repair_message
 from .routing.attempts import Attempts
 from .routing.plan import plan_request
 from .routing.stats import get_stats
+from .structured import OutputCheck, repair_message
 from .target import Target
 from .turn import Call, TurnResult, model_turn
 
