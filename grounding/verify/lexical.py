@@ -253,7 +253,8 @@ class LexicalJudge:
         verdict = _lower(verdict, cap)
         if not reasons:
             reasons.append(f"{round(coverage * 100)}% of the claim's weighted words are in the passage")
-        return Judgement(verdict, round(min(score, 1.0), 4), evidence, "; ".join(reasons))
+        return Judgement(verdict, round(min(score, 1.0), 4), evidence, "; ".join(reasons),
+                         contradicted=cap == "unsupported")
 
 
 def _negations_differ(t: Terms, idx: SourceIndex, matches: dict[str, set[str]], first: int, last: int) -> bool:

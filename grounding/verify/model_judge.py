@@ -7,7 +7,10 @@ cited source, the passage that best matches the claim; the model then reads
 every (claim, passage) pair of the answer in one request and answers
 ``{"verdicts": [{"id": 1, "verdict": "supported" | "partial" | "unsupported"}]}``.
 
-A pair the model leaves out or answers with something else keeps the lexical
+The model decides what words alone cannot (a paraphrase); where the lexical
+judge found the page contradicting the claim (another number, a name the page
+never mentions, the opposite), that verdict stands whatever the model says. A
+pair the model leaves out or answers with something else keeps the lexical
 verdict; a failed call (timeout, error, no JSON) falls back to the lexical
 verdicts for the whole answer, and the checker says so in the warnings.
 """
@@ -22,8 +25,10 @@ from .types import VERDICTS, Evidence, Judgement
 
 __all__ = ["ModelJudge", "JudgeFailed"]
 
-#: Characters of source text shown around each passage.
-_CONTEXT_CHARS = 700
+#: Characters of source text shown for each pair: the evidence and some context around it.
+_CONTEXT_CHARS = 400
+#: Seconds the judge's call may take: hosted models, and the embedded one (slow on a small CPU).
+TIMEOUT_S, LOCAL_TIMEOUT_S = 60.0, 300.0
 
 _INSTRUCTIONS = (
     "You check citations. For each numbered item, decide whether the PASSAGE supports the CLAIM.\n"
@@ -43,9 +48,11 @@ class JudgeFailed(Exception):
 class ModelJudge:
     """Judges with a chat model through litellm (and this library's routing)."""
 
-    def __init__(self, model: str, *, timeout: float = 60.0, retriever: LexicalJudge | None = None) -> None:
+    def __init__(self, model: str, *, timeout: float | None = None, retriever: LexicalJudge | None = None) -> None:
+        from providers.models import is_local_model
+
         self.model = model
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else LOCAL_TIMEOUT_S if is_local_model(model) else TIMEOUT_S
         self.retriever = retriever or LexicalJudge()
         self.name = f"model:{model}"
 
@@ -59,7 +66,7 @@ class ModelJudge:
         out = []
         for i, lex in enumerate(lexical):
             verdict = verdicts.get(i + 1)
-            if verdict is None:
+            if verdict is None or lex.contradicted:  # a number, name or negation the page contradicts
                 out.append(lex)
                 continue
             score = {"supported": 1.0, "partial": 0.6, "unsupported": 0.0}[verdict]

@@ -43,6 +43,9 @@ class Judgement:
     score: float
     evidence: Evidence | None
     reason: str = ""
+    #: The source contradicts the claim outright (another number, a name it never
+    #: mentions, the opposite): no other judge overturns this.
+    contradicted: bool = False
 
 
 @runtime_checkable
