@@ -17,7 +17,10 @@ Pages (all ``text/html; charset=utf-8`` unless said otherwise):
 - ``/media/picture.png`` (a real 40x30 PNG, :data:`PICTURE`), ``/media/tone.wav``
   (a real WAV, :data:`TONE`), ``/media/untyped`` (the PNG without a Content-Type),
   ``/media/drawing.svg`` (``image/svg+xml``), ``/media/huge.png`` (11 MB declared
-  ``image/png``; ``?chunked=1``: without a Content-Length).
+  ``image/png``; ``?chunked=1``: without a Content-Length);
+- ``/spin``: 2.6 MB of small linked blocks (a link farm) that takes trafilatura ~20 s of CPU
+  (the extraction pool's CPU deadline is for pages like this);
+- ``/page/<name>``: a small article titled ``<name>`` (a distinct URL per name, for cache tests).
 
 :func:`gold` gives the ground-truth title and text of a data page.
 """
@@ -51,6 +54,8 @@ __all__ = [
     "gold",
     "page_html",
     "scrapinghub_ids",
+    "small_page",
+    "spin_page",
     "wcxb_ids",
 ]
 
@@ -148,6 +153,20 @@ def gold(page: str) -> Gold:
 
 
 @functools.lru_cache(maxsize=1)
+def spin_page() -> bytes:
+    """A page that makes trafilatura spin: 40,000 small blocks of a link and a few words (2.6 MB)."""
+    block = "<div><a href='/x'>link text here</a> some words here and more</div>"
+    return f"<html><head><title>Link farm</title></head><body>{block * 40_000}</body></html>".encode()
+
+
+def small_page(name: str) -> bytes:
+    """A small article titled ``name``."""
+    return (f"<!doctype html><html><head><title>{name}</title></head><body><article><h1>{name}</h1>"
+            f"<p>This page is called {name}. It says one thing about {name} and then it stops.</p>"
+            "</article></body></html>").encode()
+
+
+@functools.lru_cache(maxsize=1)
 def _gzip_bomb() -> bytes:
     return gzip.compress(b"<html><body>" + b" " * BIG_BYTES + b"</body></html>", compresslevel=9)
 
@@ -216,6 +235,10 @@ class FakeWeb(FakeServer):
             response.send(200, _SVG, "image/svg+xml")
         elif path == "/media/huge.png":
             self._huge(response, chunked=query.get("chunked") == "1", content_type="image/png")
+        elif path == "/spin":
+            response.send(200, spin_page(), _HTML)
+        elif head == "page" and re.fullmatch(r"[\w-]{1,64}", arg):
+            response.send(200, small_page(arg), _HTML)
         else:
             response.send(404, b"<html><body>not found</body></html>", _HTML)
 
