@@ -37,6 +37,11 @@ _EXPORTS = {
     "SearchHit": "providers.search",
     "SearchOptions": "providers.search",
     "LocalSearchEngine": "providers.search",
+    "Cache": "grounding.cache",
+    "MemoryBackend": "grounding.cache",
+    "RedisBackend": "grounding.cache",
+    "get_cache": "grounding.cache",
+    "set_cache": "grounding.cache",
     "GroundingError": "grounding.errors",
     "InvalidRequestError": "grounding.errors",
     "AuthenticationError": "grounding.errors",
@@ -55,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from providers.search import LocalSearchEngine, SearchEngine, SearchHit, SearchOptions, register_engine
 
     from .api import acompletion, completion
+    from .cache import Cache, MemoryBackend, RedisBackend, get_cache, set_cache
     from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
                          NotFoundError, OutputValidationError, RateLimitError, UpstreamError, UpstreamTimeoutError)
     from .config import Config, load_config, set_config

@@ -24,6 +24,20 @@ command line, or passed to :func:`load_config`). Every section is optional::
       max_body_bytes: 10485760
       max_concurrent_per_key: 64
       router_store: sqlite:///var/lib/grounding/routers.db   # or redis://...; default: redis_url if set, else SQLite
+      workers: 1               # server processes on one port (> 1 needs redis_url)
+    cache:                     # searches and extracted pages (see grounding.cache)
+      backend: memory          # memory | redis | off; default: redis when redis_url is set, else memory
+      search_ttl_s: 300
+      page_ttl_s: 600
+      max_entries: 10000       # in-process backend bounds
+      max_mb: 256
+    extraction:                # the extraction worker processes (see providers.extract_pool)
+      workers: 4               # default: the machine's CPUs; 0: in a thread of this process
+      max_pending: 256         # pages waiting at most (default 64 per worker)
+      cpu_deadline_s: 5        # CPU seconds a page may take
+    fetch:
+      proxy: http://proxy.corp:3128   # default: $GROUNDING_PROXY, else $HTTPS_PROXY / $HTTP_PROXY / $ALL_PROXY
+      no_proxy: [intranet.corp]       # hosts reached directly (added to $NO_PROXY)
 
 Relative paths are relative to the config file.
 """
@@ -38,7 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidRequestError
 
-__all__ = ["Config", "CitationsConfig", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "load_config", "get_config", "set_config", "read_data_file"]
+__all__ = ["Config", "CitationsConfig", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "CacheConfig",
+           "ExtractionConfig", "FetchConfig", "load_config", "get_config", "set_config", "read_data_file"]
 
 
 class _Strict(BaseModel):
@@ -98,6 +113,51 @@ class ServerConfig(_Strict):
     max_concurrent_per_key: int = Field(64, ge=1)
     #: ``sqlite:///path/routers.db`` (default: in the cache dir), ``redis://...``.
     router_store: str | None = None
+    #: Server processes sharing the port (``grounding serve --workers N`` wins); more than 1 needs Redis.
+    workers: int | None = Field(None, ge=1)
+
+
+class CacheConfig(_Strict):
+    """The cache of search results and extracted pages (:mod:`grounding.cache`).
+
+    Unset fields fall back to the environment (``GROUNDING_CACHE``,
+    ``GROUNDING_CACHE_SEARCH_TTL``, ``GROUNDING_CACHE_PAGE_TTL``,
+    ``GROUNDING_CACHE_MAX_MB``), then to the defaults.
+    """
+
+    #: ``memory``, ``redis`` or ``off``; default: ``redis`` when a Redis URL is configured, else ``memory``.
+    backend: str | None = Field(None, pattern="^(memory|redis|off)$")
+    #: The Redis of the cache (default: the config's ``redis_url`` / ``$GROUNDING_REDIS_URL``).
+    redis_url: str | None = None
+    #: Seconds a search result is reused (default 300).
+    search_ttl_s: float | None = Field(None, ge=0)
+    #: Seconds an extracted page is reused (default 600).
+    page_ttl_s: float | None = Field(None, ge=0)
+    #: Bounds of the in-process backend (also the fallback of a Redis that is down).
+    max_entries: int | None = Field(None, ge=1)
+    max_mb: float | None = Field(None, gt=0)
+
+
+class ExtractionConfig(_Strict):
+    """The extraction worker processes (:mod:`providers.extract_pool`); unset fields fall back to
+    ``GROUNDING_EXTRACT_WORKERS``, ``GROUNDING_EXTRACT_QUEUE``, ``GROUNDING_EXTRACT_DEADLINE``."""
+
+    #: Worker processes (default: the CPUs this process may use); 0 extracts in a thread of this process.
+    workers: int | None = Field(None, ge=0)
+    #: Pages waiting for a worker at most; more fail at once (default 64 per worker).
+    max_pending: int | None = Field(None, ge=1)
+    #: CPU seconds one page may take before it fails (default 5).
+    cpu_deadline_s: float | None = Field(None, gt=0)
+
+
+class FetchConfig(_Strict):
+    """How result pages are fetched."""
+
+    #: An HTTP(S) proxy for page fetches (``http://[user:pass@]host:port``); default ``$GROUNDING_PROXY``,
+    #: else the standard ``$HTTPS_PROXY`` / ``$HTTP_PROXY`` / ``$ALL_PROXY``. ``"none"``: never a proxy.
+    proxy: str | None = None
+    #: Hosts (and their subdomains) fetched directly, in addition to ``$NO_PROXY``.
+    no_proxy: list[str] = Field(default_factory=list)
 
 
 class CitationsConfig(_Strict):
@@ -121,6 +181,9 @@ class Config(_Strict):
     scores_file: str | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     citations: CitationsConfig = Field(default_factory=CitationsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
     #: Where the file was (relative paths resolve against it).
     base_dir: str | None = None
 
@@ -197,7 +260,21 @@ def set_config(config: Config | str | os.PathLike[str] | dict[str, Any] | None) 
     """Replace the process's config (a :class:`Config`, a path, a dict, or None to reload from the env)."""
     global _current
     _current = config if isinstance(config, Config) else load_config(config)
+    _reset_shared_state()
+    return _current
+
+
+def _reset_shared_state() -> None:
+    """After a config change: routing state and the cache are rebuilt on next use; the extraction
+    pool is restarted if its settings changed (only what is already loaded is touched)."""
+    import sys
+
     from .routing import reset_state
 
     reset_state()
-    return _current
+    cache = sys.modules.get("grounding.cache")
+    if cache is not None:
+        cache.reset_cache()
+    pool = sys.modules.get("providers.extract_pool")
+    if pool is not None:
+        pool.reconfigure()

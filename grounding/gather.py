@@ -7,21 +7,29 @@
 
 A failed search or page never fails the request: it is recorded in the
 metadata (``searches[].error``, ``sources[].error``) and in ``warnings``.
+
+Searches and pages go through the process's cache (:mod:`grounding.cache`:
+reused results, concurrent identical lookups sharing one upstream call), and
+HTML pages are extracted in the extraction worker processes
+(:mod:`providers.extract_pool`), off the event loop and off this process's GIL.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urldefrag
 
-from providers.extract import extract, extract_plain
+from providers.extract import extract_plain
+from providers.extract_pool import ExtractionError, get_pool
 from providers.fetch import Fetcher
 from providers.search import SearchEngineError, SearchHit, engine_applies, run_search
 
 from . import cost as costs
+from .cache import Lookup, engine_id, get_cache, page_key, search_key
 from .errors import GroundingError
 from .prompts import (CHARS_PER_TOKEN, SEARCH_TOOL_NAME, PromptSource, allocate, format_results, source_budget,
                       trim_text)
@@ -31,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loop import Session
     from .turn import Call
 
-__all__ = ["Source", "Gatherer", "PageText", "read_page", "url_key", "query_from_arguments"]
+__all__ = ["Source", "Gatherer", "PageText", "read_page", "cached_page", "url_key", "query_from_arguments"]
 
 
 @dataclass
@@ -60,6 +68,9 @@ class Gatherer:
         self.taken = 0
         self.cap = ws.max_total_results
         self._scope = describe_scope(session, engine)
+        self.cache = get_cache()
+        #: ``web_search.cache = false``: search and fetch afresh (and store what came back).
+        self.bypass = not ws.cache
 
     def _room(self) -> int | None:
         """Result pages left under ``max_total_results`` (None: no cap)."""
@@ -151,7 +162,8 @@ class Gatherer:
         room = self._room()
         wanted = max_results if room is None else max(min(max_results, room), 1)
         try:
-            hits = await run_search(engine, query, wanted, self.options)
+            found = await self._search(query, wanted)
+            hits = found.value
         except SearchEngineError as exc:
             info.error = str(exc)
             s.warn(f"search failed: {exc}")
@@ -164,7 +176,9 @@ class Gatherer:
             return [], info.error
         finally:
             info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        s.add_cost(costs.search_cost(engine.name, 1, max_results=wanted))
+        info.cached, info.cache_age_s = found.cached, found.age_s
+        if not found.cached:  # a search taken from the cache costs no fee
+            s.add_cost(costs.search_cost(engine.name, 1, max_results=wanted))
         hits = self._in_scope(hits[:wanted], query)
         new = [h for h in hits if url_key(h.url) not in s.sources and url_key(h.url) not in pages]
         new = list({url_key(h.url): h for h in new}.values())
@@ -177,9 +191,25 @@ class Gatherer:
         info.results = len(hits)
         if new and any(h.content is None for h in new):
             s.say(f"fetching {sum(h.content is None for h in new)} pages")
+            get_pool().start()  # extraction workers start while the pages download (once per process)
         for hit in new:
             pages[url_key(hit.url)] = asyncio.ensure_future(self._page(hit, query, step))
         return hits, None
+
+    async def _search(self, query: str, max_results: int) -> Lookup[list[SearchHit]]:
+        """The engine's hits for ``query`` with this request's search options, through the cache
+        (unless the engine sets ``cacheable = False``); the options are part of the cache key."""
+        engine, options = self.engine, self.options
+
+        async def upstream() -> list[dict[str, Any]]:
+            return [_hit_data(h) for h in await run_search(engine, query, max_results, options)]
+
+        if getattr(engine, "cacheable", True) is False:
+            found = Lookup(await upstream())
+        else:
+            key = search_key(engine_id(engine), query, max_results, options)
+            found = await self.cache.through(key, self.cache.search_ttl_s, upstream, bypass=self.bypass)
+        return Lookup([_hit(h) for h in found.value], found.cached, found.age_s)
 
     def _in_scope(self, hits: list[SearchHit], query: str) -> list[SearchHit]:
         """The hits that pass the domain filters (whatever the engine did); the rest are counted."""
@@ -195,7 +225,7 @@ class Gatherer:
         return kept
 
     async def _page(self, hit: SearchHit, query: str, step: int) -> tuple[SourceInfo, str]:
-        """Fetch and extract one result page (or take the engine's own text)."""
+        """Fetch and extract one result page, through the cache (or take the engine's own text)."""
         info = SourceInfo(url=hit.url, title=hit.title, query=query, step=step)
         if hit.content is not None:
             info.status = "indexed"
@@ -203,12 +233,15 @@ class Gatherer:
             if not hit.content.strip():
                 info.status, info.error = "failed", "the index has no text for it"
             return info, hit.content
-        page = await read_page(self.fetcher, hit.url)
+        page = await cached_page(self.fetcher, hit.url, bypass=self.bypass)
         info.duration_ms = page.duration_ms
+        info.cached, info.cache_age_s = page.cached, page.cache_age_s
         if page.final_url and page.final_url != hit.url:
             info.final_url = page.final_url
         if page.error is not None:
             info.status, info.error = "failed", page.error
+            if page.limited:  # this server's own limits, not the site: say so
+                self.session.warn(f"{hit.url} could not be read: {page.error}")
             return info, ""
         info.title = page.title or hit.title or hit.url
         return info, page.text
@@ -224,10 +257,16 @@ class PageText:
     error: str | None = None
     final_url: str | None = None
     duration_ms: float = 0.0
+    #: Not fetched for this request: from the cache, or shared with an identical load in flight.
+    cached: bool = False
+    cache_age_s: float | None = None
+    #: Failed on this process's own limits (the extraction deadline or queue), not the site's.
+    limited: bool = False
 
 
 async def read_page(fetcher: Fetcher, url: str) -> PageText:
-    """Fetch ``url`` safely and extract its main text (HTML) or take it as it is (text)."""
+    """Fetch ``url`` safely and extract its main text (HTML, in the extraction workers) or take it
+    as it is (text). No cache: see :func:`cached_page`."""
     result = await fetcher.fetch(url)
     page = PageText(url, final_url=result.final_url, duration_ms=round(result.duration_ms, 1))
     if not result.ok:
@@ -235,13 +274,42 @@ async def read_page(fetcher: Fetcher, url: str) -> PageText:
         return page
     ctype = result.content_type or "text/html"
     if "html" in ctype:
-        extracted = await asyncio.to_thread(extract, result.body or b"", result.final_url or url)
+        try:
+            extracted = await get_pool().extract(result.body or b"", result.final_url or url)
+        except ExtractionError as exc:
+            page.error, page.limited = str(exc), True
+            return page
     else:
         extracted = extract_plain((result.body or b"").decode(result.encoding or "utf-8", "replace"))
     if not extracted.text.strip():
         page.error = "no readable text on the page"
         return page
     page.title, page.text = extracted.title, extracted.text
+    return page
+
+
+_PAGE_FIELDS = ("url", "title", "text", "error", "final_url", "duration_ms", "limited")
+
+
+async def cached_page(fetcher: Fetcher, url: str, *, bypass: bool = False) -> PageText:
+    """:func:`read_page` through the process's cache (:mod:`grounding.cache`): a page read in the
+    last ``page_ttl_s`` (here or, with Redis, on any replica) is not fetched again, and concurrent
+    reads of one URL share one fetch. Only readable pages are kept. ``bypass`` reads afresh (and
+    stores). ``cached`` and ``cache_age_s`` say where the text came from."""
+    cache = get_cache()
+    started = time.perf_counter()
+
+    async def load() -> dict[str, Any]:
+        page = await read_page(fetcher, url)
+        return {name: getattr(page, name) for name in _PAGE_FIELDS}
+
+    found = await cache.through(page_key(url), cache.page_ttl_s, load, bypass=bypass,
+                                keep=lambda data: data.get("error") is None)
+    page = PageText(**{k: v for k, v in found.value.items() if k in _PAGE_FIELDS})
+    page.url = url
+    if found.cached:
+        page.cached, page.cache_age_s = True, found.age_s
+        page.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     return page
 
 
@@ -293,6 +361,19 @@ def query_from_arguments(arguments: str) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()[:500]
     return None
+
+
+_HIT_FIELDS = tuple(f.name for f in dataclasses.fields(SearchHit))
+
+
+def _hit_data(hit: SearchHit) -> dict[str, Any]:
+    """A hit as the cache keeps it (JSON): every field of :class:`SearchHit`."""
+    return {name: getattr(hit, name, None) for name in _HIT_FIELDS}
+
+
+def _hit(data: dict[str, Any]) -> SearchHit:
+    """A hit back from the cache (fields another version wrote and this one lacks are dropped)."""
+    return SearchHit(**{k: v for k, v in data.items() if k in _HIT_FIELDS})
 
 
 def url_key(url: str) -> str:

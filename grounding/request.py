@@ -46,11 +46,12 @@ class _Strict(BaseModel):
 
 
 class WebSearch(_Strict):
-    """``web_search = {engine, max_results, max_steps}``: the search tool loop."""
+    """``web_search = {engine, max_results, max_steps, cache}``: the search tool loop."""
 
     engine: str | None = Field(None, description="search engine name; default from GROUNDING_ENGINE or the keys present")
     max_results: int = Field(3, ge=1, le=20, description="results fetched per search")
     max_steps: int = Field(1, ge=1, le=5, description="search rounds before the answer")
+    cache: bool = Field(True, description="reuse cached searches and pages (false: search and fetch afresh)")
 
     @field_validator("engine")
     @classmethod

@@ -133,6 +133,10 @@ class SourceInfo(_Model):
     duration_ms: float | None = None
     chars: int | None = None
     cited: bool = False
+    #: Not fetched for this request: the cache had it (or an identical request in flight shared it).
+    cached: bool = False
+    #: How old the cached text was, in seconds (when ``cached``).
+    cache_age_s: float | None = None
 
 
 class SearchInfo(_Model):
@@ -142,6 +146,11 @@ class SearchInfo(_Model):
     results: int = 0
     duration_ms: float = 0.0
     error: str | None = None
+    #: Not searched for this request: the cache had the results (or an identical search in flight
+    #: shared them); no search fee is charged for it.
+    cached: bool = False
+    #: How old the cached results were, in seconds (when ``cached``).
+    cache_age_s: float | None = None
 
 
 class TurnInfo(_Model):

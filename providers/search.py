@@ -96,6 +96,10 @@ class SearchEngine(Protocol):
     lists their names (``"allowed_domains"``, ``"excluded_domains"``,
     ``"country"``...) in an optional ``search_options`` attribute or returns
     them from a ``search_options_for(options)`` method.
+
+    Optional attributes: ``cacheable = False`` keeps its results out of the cache
+    (:mod:`grounding.cache`); ``cache_id`` (default: ``name``) tells apart two
+    instances with one name that answer differently (another index, another endpoint).
     """
 
     name: str
@@ -195,6 +199,11 @@ class LitellmSearchEngine:
         self.timeout = timeout
         self.retries = retries
 
+    @property
+    def cache_id(self) -> str:
+        """What the cache keys this engine's results by: the provider, and its endpoint when one is given."""
+        return f"{self.name}@{self.api_base}" if self.api_base else self.name
+
     def search_options_for(self, options: SearchOptions) -> frozenset[str]:
         """The options this provider's API applies (the rest are enforced on its results)."""
         return frozenset(self._option_kwargs(options)[1])
@@ -259,6 +268,9 @@ class LocalSearchEngine:
     corpus (Python's reference documentation, shipped with every CPython).
     Default: ``$GROUNDING_CORPUS``. The index is built on first use and cached.
     """
+
+    #: The index is local and already fast, and each instance may index another folder: not cached.
+    cacheable = False
 
     def __init__(self, corpus: str | None = None, *, progress: Callable[[int, int], None] | None = None) -> None:
         self.name = "local"

@@ -13,6 +13,17 @@ os.environ.setdefault("GROUNDING_ALLOW_PRIVATE_NETWORKS", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with an empty search and page cache (it is on by default, and tests
+    count the fakes' requests)."""
+    from grounding.cache import reset_cache
+
+    reset_cache()
+    yield
+    reset_cache()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow",

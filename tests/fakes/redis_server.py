@@ -42,13 +42,16 @@ def _command(port: int, text: str, timeout: float = 0.5) -> bytes:
 class RedisServer:
     """``redis-server --port N --save '' --appendonly no`` in a temporary directory.
 
-    ``url`` is ``redis://127.0.0.1:N/0`` once started. :meth:`flush` empties it;
+    ``url`` is ``redis://127.0.0.1:N/0`` once started (``port``: a fixed N, e.g. to bring a
+    stopped server back at the same address). :meth:`flush` empties it;
     :meth:`stop` (and leaving the ``with`` block) ends the process.
     """
 
-    def __init__(self, binary: str | None = None, *, start_timeout: float = 10.0) -> None:
+    def __init__(self, binary: str | None = None, *, start_timeout: float = 10.0, port: int | None = None) -> None:
         self.binary = binary or shutil.which("redis-server") or "redis-server"
         self.start_timeout = start_timeout
+        #: A fixed port (to restart a server at the same address); None picks a free one.
+        self.wanted_port = port
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -68,7 +71,7 @@ class RedisServer:
         self._dir = tempfile.TemporaryDirectory(prefix="grounding-redis-")
         last = "did not start"
         for _ in range(5):  # the free port can be taken between probing and binding
-            port = _free_port()
+            port = self.wanted_port or _free_port()
             process = subprocess.Popen(
                 [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning",
