@@ -48,7 +48,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequestError
 
@@ -158,6 +158,16 @@ class FetchConfig(_Strict):
     proxy: str | None = None
     #: Hosts (and their subdomains) fetched directly, in addition to ``$NO_PROXY``.
     no_proxy: list[str] = Field(default_factory=list)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("none", "off", "direct"):
+            return value
+        from providers.fetch import _check_proxy_url
+
+        _check_proxy_url(value, "fetch.proxy")  # ValueError -> a config error naming the field
+        return value
 
 
 class CitationsConfig(_Strict):

@@ -52,9 +52,25 @@ What a fetch does, per page:
   body without a content type is then identified by its first bytes (PNG,
   JPEG, GIF, WebP, WAV, MP3, FLAC, Ogg, PDF).
 
-Environment proxies are not used (the client is built with its own transport
-and ``trust_env=False``): a proxy would hide the real destination from the
-guard. The fetcher is asyncio-only.
+* **Proxies** (for networks that reach the web only through one): ``proxy``
+  (default: the config's ``fetch.proxy``, else ``$GROUNDING_PROXY``, else the
+  standard ``$HTTPS_PROXY`` / ``$HTTP_PROXY`` / ``$ALL_PROXY``, lower case
+  too) is used through httpx's own proxy transport (``http://`` and
+  ``https://`` proxies, ``user:password@`` in the URL for basic auth;
+  ``socks5://`` with the ``socksio`` package). Hosts in ``$NO_PROXY`` (and the
+  config's ``fetch.no_proxy``: names, ``.domain`` suffixes, IP addresses,
+  CIDR ranges, ``*`` for all) are fetched directly. ``"none"`` turns proxies
+  off. Through a proxy the guard still checks what it can: the URL's host is
+  resolved here and refused if any address is private, before the request
+  goes to the proxy, on every redirect too. What it cannot check: the proxy
+  resolves the name again and connects itself (so a DNS answer that changes
+  between the two lookups, or a name that resolves differently at the proxy,
+  is beyond it), and a name this machine cannot resolve at all is refused
+  (the proxy might resolve it to anything); block private destinations in
+  the proxy's own rules too. Proxy credentials never appear in errors.
+
+Other environment settings are not used (``trust_env=False``). The fetcher is
+asyncio-only.
 """
 from __future__ import annotations
 
@@ -64,6 +80,7 @@ import functools
 import importlib.util
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import time
@@ -78,9 +95,12 @@ import httpx
 __all__ = [
     "DEFAULT_USER_AGENT",
     "ALLOW_PRIVATE_ENV",
+    "PROXY_ENV",
     "FetchResult",
     "Fetcher",
     "PAGE_TYPES",
+    "ProxySettings",
+    "proxy_settings",
     "private_networks_allowed",
     "sniff_media_type",
     "type_accepted",
@@ -113,6 +133,112 @@ _METADATA_ADDRESSES = frozenset(
 )
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+PROXY_ENV = "GROUNDING_PROXY"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Which proxy each scheme uses (None: direct), and the hosts always fetched directly."""
+
+    http: str | None = None
+    https: str | None = None
+    no_proxy: tuple[str, ...] = ()
+
+    def for_url(self, url: httpx.URL) -> str | None:
+        """The proxy for ``url``, or None to fetch it directly."""
+        proxy = self.https if url.scheme == "https" else self.http
+        if proxy is None or _bypassed(url.host, self.no_proxy):
+            return None
+        return proxy
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        for variant in (name, name.lower()):
+            value = os.environ.get(variant, "").strip()
+            if value:
+                return value
+    return None
+
+
+def _bypassed(host: str, entries: Iterable[str]) -> bool:
+    """Whether ``host`` matches a ``NO_PROXY`` entry: ``*``, a name (and its subdomains),
+    ``.domain``/``*.domain``, an IP address or a CIDR range (``host:port`` entries match the host)."""
+    host = host.lower().rstrip(".").strip("[]")
+    ip = _ip_literal(host)
+    for raw in entries:
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if ip is not None:
+            try:
+                if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        if entry.count(":") == 1:  # host:port
+            entry = entry.split(":")[0]
+        entry = entry.lstrip("*").lstrip(".").rstrip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return True
+    return False
+
+
+def _check_proxy_url(value: str, where: str) -> str:
+    try:
+        url = httpx.URL(value if "://" in value else f"http://{value}")
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{where}: not a proxy URL ({exc})") from None
+    if url.scheme not in ("http", "https", "socks5", "socks5h") or not url.host:
+        raise ValueError(f"{where}: a proxy URL is http://host:port (or https://, socks5://), "
+                         f"not {_redact_userinfo(value)!r}")
+    if url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise ValueError(f"{where}: a SOCKS proxy needs the socksio package (pip install socksio)")
+    return str(url)
+
+
+def proxy_settings(proxy: str | None = None, no_proxy: Iterable[str] = ()) -> ProxySettings:
+    """Proxies from ``proxy`` (one for every scheme; ``"none"``: no proxy), else the config's
+    ``fetch`` section, else ``$GROUNDING_PROXY``, else ``$HTTPS_PROXY``/``$HTTP_PROXY``/``$ALL_PROXY``;
+    ``no_proxy`` plus the config's ``fetch.no_proxy`` plus ``$NO_PROXY``. Raises ValueError for a
+    malformed proxy URL (naming where it came from, never its credentials)."""
+    configured_no: list[str] = []
+    if proxy is None:
+        try:
+            from grounding.config import get_config
+
+            section = get_config().fetch
+            proxy, configured_no = section.proxy, list(section.no_proxy)
+            where = "config fetch.proxy"
+        except ImportError:  # pragma: no cover (providers used without grounding)
+            pass
+    else:
+        where = "proxy"
+    if proxy is None and os.environ.get(PROXY_ENV, "").strip():
+        proxy, where = os.environ[PROXY_ENV].strip(), PROXY_ENV
+    bypass = tuple(no_proxy) + tuple(configured_no) + tuple((_env("NO_PROXY") or "").split(","))
+    if proxy is not None:
+        if proxy.strip().lower() in ("none", "off", "direct", ""):
+            return ProxySettings()
+        one = _check_proxy_url(proxy, where)
+        return ProxySettings(http=one, https=one, no_proxy=bypass)
+    every = _env("ALL_PROXY")
+    https, http = _env("HTTPS_PROXY") or every, _env("HTTP_PROXY") or every
+    return ProxySettings(http=_check_proxy_url(http, "HTTP_PROXY") if http else None,
+                         https=_check_proxy_url(https, "HTTPS_PROXY") if https else None, no_proxy=bypass)
+
+
+_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _redact_userinfo(text: str) -> str:
+    """``http://user:secret@proxy`` -> ``http://***@proxy``, anywhere in ``text``."""
+    return _USERINFO_RE.sub("***@", text)
 
 
 def private_networks_allowed() -> bool:
@@ -373,6 +499,32 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Sends each request through the proxy its URL calls for (httpx's own proxy transport),
+    or directly through ``direct``."""
+
+    def __init__(self, direct: httpx.AsyncBaseTransport, proxies: ProxySettings, *, max_connections: int) -> None:
+        self.direct = direct
+        self.settings = proxies
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                              keepalive_expiry=5.0)
+        self._through = {url: httpx.AsyncHTTPTransport(proxy=httpx.Proxy(url), verify=_ssl_context(),
+                                                       http2=_HTTP2, limits=limits)
+                         for url in {proxies.http, proxies.https} if url}
+
+    def proxied(self, url: httpx.URL) -> bool:
+        return self.settings.for_url(url) is not None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self.settings.for_url(request.url)
+        transport = self._through[proxy] if proxy else self.direct
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in (self.direct, *self._through.values()):
+            await transport.aclose()
+
+
 # --- reading a response -----------------------------------------------------
 
 
@@ -517,7 +669,11 @@ class Fetcher:
     follows ``GROUNDING_ALLOW_PRIVATE_NETWORKS`` (read here, once). A
     ``transport`` replaces the network layer (for tests or custom stacks);
     the fetcher owns it and closes it with the client, and guards it by
-    checking each hop's host before the request.
+    checking each hop's host before the request. ``proxy`` is a proxy URL for
+    every page (``"none"``: no proxy); None follows the config and the
+    environment (:func:`proxy_settings`, ``NO_PROXY`` included); a malformed
+    proxy URL is a ValueError. Requests sent through a proxy are guarded by
+    checking each hop's host before the request, as for a caller's transport.
     """
 
     def __init__(
@@ -531,6 +687,7 @@ class Fetcher:
         user_agent: str = DEFAULT_USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
         accept: Sequence[str] = PAGE_TYPES,
+        proxy: str | None = None,
     ) -> None:
         if timeout <= 0 or max_bytes < 1 or max_redirects < 0 or concurrency < 1:
             raise ValueError("timeout, max_bytes and concurrency must be positive, max_redirects >= 0")
@@ -542,8 +699,12 @@ class Fetcher:
         guard = not (private_networks_allowed() if allow_private is None else allow_private)
         # A caller's transport connects wherever it likes: check hosts up front.
         self._precheck = guard and transport is not None
+        self._guard = guard
+        base = transport or _PinnedTransport(guard=guard, max_connections=concurrency)
+        proxies = proxy_settings(proxy)
+        self._router = _ProxyRouter(base, proxies, max_connections=concurrency) if proxies.http or proxies.https else None
         self._client = httpx.AsyncClient(
-            transport=transport or _PinnedTransport(guard=guard, max_connections=concurrency),
+            transport=self._router or base,
             headers={**_DEFAULT_HEADERS, "User-Agent": user_agent},
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -570,8 +731,10 @@ class Fetcher:
                 page.error = str(exc)
             except (TimeoutError, httpx.TimeoutException):
                 page.error = f"timed out after {self._timeout:g} s"
+            except httpx.ProxyError as exc:
+                page.error = _redact_userinfo(f"proxy error: {str(exc) or type(exc).__name__}")
             except httpx.HTTPError as exc:
-                page.error = f"connection failed: {str(exc) or type(exc).__name__}"
+                page.error = _redact_userinfo(f"connection failed: {str(exc) or type(exc).__name__}")
             page.duration_ms = (time.perf_counter() - started) * 1000
             return page
 
@@ -598,7 +761,7 @@ class Fetcher:
         """Follow redirects from ``page.url`` and return the final body, filling in ``page``."""
         url = _parse_url(page.url.strip())
         for _ in range(self._max_redirects + 1):
-            if self._precheck:
+            if self._precheck or (self._guard and self._router is not None and self._router.proxied(url)):
                 await _resolve_guarded(url.raw_host.decode("ascii"), guard=True)
             response = await self._send(url, accept)
             try:

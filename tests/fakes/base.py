@@ -171,6 +171,9 @@ class FakeServer:
     ``latency_ms`` delays every answer (after the request is recorded).
     """
 
+    #: The request handler class (a subclass may add methods, e.g. CONNECT).
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+
     def __init__(self, *, latency_ms: float = 0) -> None:
         self.latency_ms = latency_ms
         self.requests: list[RecordedRequest] = []
@@ -190,7 +193,7 @@ class FakeServer:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
         if self._server is not None:
             return self
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), self.handler_class)
         server.fake = self
         self._server = server
         self._thread = threading.Thread(
