@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--config", help="config file, YAML or JSON (default: $GROUNDING_CONFIG)")
+    serve.add_argument("--workers", "-w", type=int, default=None,
+                       help="server processes sharing the port (default: the config's server.workers, else 1); "
+                       "more than 1 needs redis_url (or $GROUNDING_REDIS_URL) to share routers, statistics, "
+                       "limits and the cache")
     sub.add_parser("bench", help="run a benchmark (from a clone): grounding bench list | NAME [--limit N] ...",
                    description="Run the benchmark suite of a clone of the repository: the same as "
                    "python -m benchmarks ARGS.", add_help=False)
@@ -82,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here, so `grounding --help` and `grounding ask` never load starlette or uvicorn.
     from .server.app import serve
 
-    serve(host=args.host, port=args.port, config=args.config)
+    serve(host=args.host, port=args.port, config=args.config, workers=args.workers)
     return 0
 
 

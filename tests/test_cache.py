@@ -440,7 +440,7 @@ def test_a_redis_that_goes_away_degrades_to_the_process_cache_and_comes_back(cap
         server = RedisServer(port=port).start()  # back, on the same address
         time.sleep(0.6)
         assert asyncio.run(cache.through("c", 60, load)).value == 2
-        assert backend.degraded is None and any("is back" in r.getMessage() for r in caplog.records)
+        assert backend.degraded is None and any("answers again" in r.getMessage() for r in caplog.records)
     finally:
         cache.close()
         server.stop()

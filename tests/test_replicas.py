@@ -2,8 +2,11 @@
 
 Two real ``grounding serve`` processes share one real redis-server (the
 config's ``redis_url``): a router created through one is used by the other on
-its next request, the same user gets the same variant from either, and the
-latency one replica observes orders providers on the other.
+its next request, the same user gets the same variant from either, the
+latency one replica observes orders providers on the other, a search or page
+one replica fetched is a cache hit on the other, and a key's concurrency limit
+counts the requests of both. When Redis is killed mid-run, both keep
+answering (each on its own), with one warning in each log.
 """
 from __future__ import annotations
 
@@ -15,9 +18,14 @@ import yaml
 
 from tests.fakes.live_server import ServeProcess
 from tests.fakes.llm import FakeLLM
+from tests.fakes.redis_server import RedisServer
 
 ADMIN = "admin-key-for-replicas"
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+LIMITED = "limited-key-for-replicas"  # at most one request in flight, across the replicas
+QUESTION = "nutrition trends for fall"
+GROUNDED = {"model": "alpha/fake-searcher", "messages": [{"role": "user", "content": QUESTION}],
+            "web_search": {"engine": "searxng"}}
 ROUTER = {
     "name": "ab",
     "routes": [],
@@ -28,24 +36,33 @@ ROUTER = {
 }
 
 
+def replica_config(folder, redis_url, alpha, beta):
+    config = {
+        "providers": {"alpha": {"litellm_provider": "openai", "api_base": f"{alpha.url}/v1", "api_key": "a"},
+                      "beta": {"litellm_provider": "openai", "api_base": f"{beta.url}/v1", "api_key": "b"}},
+        # fake-direct serves the router test; fake-nocite only the latency test, so the
+        # latency observations the router test leaves in Redis cannot tip its comparison.
+        "models": [{"id": "fake-direct", "provider": "alpha"}, {"id": "fake-direct", "provider": "beta"},
+                   {"id": "fake-nocite", "provider": "alpha"}, {"id": "fake-nocite", "provider": "beta"}],
+        "redis_url": redis_url,
+        "server": {"api_keys": [{"key": LIMITED, "name": "limited", "max_concurrent": 1}]},
+    }
+    path = folder / "grounding.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def replica_env(path, search):
+    return {"GROUNDING_ADMIN_KEYS": ADMIN, "GROUNDING_API_KEYS": "", "GROUNDING_CACHE_DIR": str(path.parent / "cache"),
+            "GROUNDING_ALLOW_PRIVATE_NETWORKS": "1", "GROUNDING_EXTRACT_WORKERS": "1", **search.env()}
+
+
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory, redis_server):
+def replicas(tmp_path_factory, redis_server, _fake_search_server):
     redis_server.flush()
-    redis_url = redis_server.url
     with FakeLLM() as alpha, FakeLLM() as beta:
-        config = {
-            "providers": {"alpha": {"litellm_provider": "openai", "api_base": f"{alpha.url}/v1", "api_key": "a"},
-                          "beta": {"litellm_provider": "openai", "api_base": f"{beta.url}/v1", "api_key": "b"}},
-            # fake-direct serves the router test; fake-nocite only the latency test, so the
-            # latency observations the router test leaves in Redis cannot tip its comparison.
-            "models": [{"id": "fake-direct", "provider": "alpha"}, {"id": "fake-direct", "provider": "beta"},
-                       {"id": "fake-nocite", "provider": "alpha"}, {"id": "fake-nocite", "provider": "beta"}],
-            "redis_url": redis_url,
-        }
-        path = tmp_path_factory.mktemp("replicas") / "grounding.yaml"
-        path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = {"GROUNDING_ADMIN_KEYS": ADMIN, "GROUNDING_API_KEYS": "",
-               "GROUNDING_CACHE_DIR": str(path.parent / "cache")}
+        path = replica_config(tmp_path_factory.mktemp("replicas"), redis_server.url, alpha, beta)
+        env = replica_env(path, _fake_search_server)
         with ServeProcess(path, env=env) as one, ServeProcess(path, env=env) as two:
             yield one, two, alpha, beta
 
@@ -96,3 +113,63 @@ def test_latency_observed_on_one_replica_orders_providers_on_the_other(replicas)
         assert len(beta.chat_requests()) == 1 and alpha.chat_requests() == []
     finally:
         alpha.latency_ms = 0
+
+
+def test_a_search_or_page_one_replica_fetched_is_a_cache_hit_on_the_other(replicas, fake_search, fake_web):
+    one, two, _, _ = replicas
+    first = chat(one, **GROUNDED)
+    assert fake_search.queries("searxng") == [QUESTION] and len(fake_web.requests) == 3
+    second = chat(two, **GROUNDED)
+    assert fake_search.queries("searxng") == [QUESTION] and len(fake_web.requests) == 3  # nothing fetched again
+    assert not first["metadata"]["searches"][0]["cached"]
+    assert second["metadata"]["searches"][0]["cached"]
+    assert all(s["cached"] for s in second["metadata"]["sources"])
+    assert second["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+    health = httpx.get(f"{two.url}/health", timeout=30).json()
+    assert health["cache"]["backend"] == "redis" and health["cache"]["hits"] >= 4
+
+
+def test_a_keys_concurrency_limit_counts_both_replicas(replicas):
+    import concurrent.futures
+
+    one, two, alpha, _ = replicas
+    limited = {"Authorization": f"Bearer {LIMITED}"}
+    body = {"model": "alpha/fake-direct", "messages": [{"role": "user", "content": "hello"}]}
+    alpha.latency_ms = 2000
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(httpx.post, f"{one.url}/v1/chat/completions", json=body, headers=limited, timeout=60)
+            time.sleep(1.0)  # in flight on replica one
+            refused = httpx.post(f"{two.url}/v1/chat/completions", json=body, headers=limited, timeout=60)
+            assert refused.status_code == 429 and refused.headers["retry-after"]
+            assert refused.json()["error"]["code"] == "concurrency_limit_exceeded"
+            assert slow.result(timeout=60).status_code == 200
+    finally:
+        alpha.latency_ms = 0
+    assert httpx.post(f"{two.url}/v1/chat/completions", json=body, headers=limited, timeout=60).status_code == 200
+
+
+def test_replicas_keep_answering_when_redis_is_killed(tmp_path, _fake_search_server, fake_search, fake_web):
+    from tests.fakes.redis_server import require_redis_server
+
+    require_redis_server()
+    redis = RedisServer().start()
+    try:
+        with FakeLLM() as alpha, FakeLLM() as beta:
+            path = replica_config(tmp_path, redis.url, alpha, beta)
+            env = replica_env(path, _fake_search_server)
+            with ServeProcess(path, env=env) as one, ServeProcess(path, env=env) as two:
+                chat(one, **GROUNDED)
+                redis.stop()  # killed mid-run
+                for replica in (one, two, one, two):
+                    answer = chat(replica, **GROUNDED)
+                    assert len([s for s in answer["metadata"]["sources"] if s["status"] == "fetched"]) == 3
+                assert chat(two, **GROUNDED)["metadata"]["searches"][0]["cached"]  # its own cache meanwhile
+                health = httpx.get(f"{one.url}/health", timeout=30).json()
+                assert health["status"] == "degraded" and health["cache"]["degraded"]
+            for replica in (one, two):
+                warnings = [line for line in replica.output.splitlines() if "cache: redis at" in line]
+                assert len(warnings) == 1 and "unavailable" in warnings[0], replica.output[-3000:]
+                assert "Traceback" not in replica.output
+    finally:
+        redis.stop()

@@ -21,11 +21,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,11 +42,11 @@ from .. import __version__
 from ..config import Config, get_config, set_config
 from ..errors import AuthenticationError, GroundingError, InvalidRequestError, NotFoundError
 from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, Redactor, check_open_request
-from .limits import (RETRY_AFTER_S, ConcurrencyLimiter, ConcurrencyLimitError, RequestTooLargeError,
-                     declared_length, limit_receive)
+from .limits import (RETRY_AFTER_S, ConcurrencyLimiter, ConcurrencyLimitError, RequestTooLargeError, Slot,
+                     declared_length, limit_receive, open_limiter)
 from .sse import ChunkStream, ClientDisconnected, encode, run_until_disconnect
 
-__all__ = ["create_app", "ServerState", "ConflictError"]
+__all__ = ["create_app", "app_from_environment", "serve", "check_workers", "ServerState", "ConflictError"]
 
 log = logging.getLogger("grounding.server")
 access_log = logging.getLogger("grounding.server.access")
@@ -171,7 +173,7 @@ class Gate:
                                             (b"content-length", str(len(payload)).encode()), *extra]})
             await send_wrapper({"type": "http.response.body", "body": payload, "more_body": False})
 
-        slot: str | None = None
+        slot: Slot | None = None
         try:
             if path in PUBLIC_PATHS:
                 await self.app(scope, receive, send_wrapper)
@@ -182,8 +184,7 @@ class Gate:
             length = declared_length(scope.get("headers") or [])
             if length is not None and length > limit:
                 raise RequestTooLargeError(limit)
-            state.limiter.acquire(who.name, state.limiter.limit_for(who.max_concurrent))
-            slot = who.name
+            slot = await state.limiter.enter(who.name, state.limiter.limit_for(who.max_concurrent))
             await self.app(scope, limit_receive(receive, limit), send_wrapper)
         except GroundingError as exc:
             await fail(exc)
@@ -191,7 +192,7 @@ class Gate:
             await fail(exc)
         finally:
             if slot is not None:
-                state.limiter.release(slot)
+                await state.limiter.leave(slot)
             self._log(method, path, info, t0, request_id)
 
     def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> ApiKey:
@@ -421,9 +422,16 @@ async def health(request: Request) -> Response:
         store = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     from .store import install_status
 
+    from providers.extract_pool import get_pool
+
+    from ..cache import get_cache
+
     ok = not (isinstance(store, dict) and store.get("ok") is False)
-    body = {"status": "ok" if ok else "degraded", "version": __version__, "store": store,
-            "routers": install_status(), "auth": "open (loopback only)" if state.keys.open else "api keys"}
+    cache, limits = get_cache().status(), state.limiter.status()
+    shared_down = any(part.get("degraded") for part in (cache, limits))
+    body = {"status": "ok" if ok and not shared_down else "degraded", "version": __version__, "store": store,
+            "routers": install_status(), "auth": "open (loopback only)" if state.keys.open else "api keys",
+            "cache": cache, "limits": limits, "extraction": get_pool().status()}
     return _json(200, state.redactor.scrub(body))
 
 
@@ -449,8 +457,8 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
         store = store_module.open_store(cfg)
     store_module.install(store)
     state = ServerState(config=cfg, keys=keys, redactor=Redactor.for_server(keys, cfg),
-                        limiter=ConcurrencyLimiter(cfg.server.max_concurrent_per_key), store=store,
-                        file_routers=file_routers)
+                        limiter=open_limiter(cfg.server.max_concurrent_per_key, cfg.effective_redis_url),
+                        store=store, file_routers=file_routers)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         status, body, headers = render_error(state, exc, method=request.method, path=request.url.path)
@@ -472,15 +480,20 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        from providers.extract_pool import get_pool, shutdown_pool
+
+        get_pool().start()  # the extraction workers start now, not on the first request
         try:
             yield
         finally:
+            state.limiter.close()
             close = getattr(store, "close", None)
             if close is not None:
                 try:
                     await run_in_threadpool(close)
                 except Exception:  # noqa: BLE001 (shutting down anyway)
                     log.warning("closing the router store failed", exc_info=False)
+            await run_in_threadpool(shutdown_pool)
 
     app = Starlette(routes=routes, middleware=[Middleware(Gate, state=state)],
                     exception_handlers={GroundingError: on_error, HTTPException: on_error}, lifespan=lifespan)
@@ -500,9 +513,61 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("grounding").setLevel(level)
 
 
+#: Set in the environment of ``grounding serve --workers N``'s processes: the config file they load.
+WORKER_CONFIG_ENV = "GROUNDING_CONFIG"
+
+
+def app_from_environment() -> Starlette:
+    """The app factory each process of ``grounding serve --workers N`` calls (uvicorn's
+    ``factory=True``): the config from ``$GROUNDING_CONFIG``, logging set up, litellm imported
+    before the process takes requests."""
+    configure_logging()
+    app = create_app(None)
+    from ..llm import litellm
+
+    litellm()
+    log.info("grounding %s worker %d ready", __version__, os.getpid())
+    return app
+
+
+def check_workers(workers: int, cfg: Config) -> None:
+    """More than one process needs a shared store: :class:`InvalidRequestError` (one line) without Redis."""
+    if workers < 1:
+        raise InvalidRequestError(f"--workers must be at least 1 (got {workers})", param="workers")
+    if workers > 1 and not cfg.effective_redis_url:
+        raise InvalidRequestError(
+            f"--workers {workers} needs a shared store: set redis_url in the config file (or "
+            "GROUNDING_REDIS_URL) so that the processes share routers, statistics, limits and the cache",
+            param="workers")
+
+
+def _config_file_for_workers(cfg: Config, config: Config | dict[str, Any] | str | None) -> str | None:
+    """A path the worker processes can load the config from (a temporary copy for a dict or Config)."""
+    if isinstance(config, (str, os.PathLike)):
+        return str(Path(config).expanduser().resolve())
+    if config is None:
+        source = os.environ.get(WORKER_CONFIG_ENV)
+        if source or cfg == Config():
+            return source or None
+    import tempfile
+
+    data = cfg.model_dump(mode="json", exclude_defaults=True)  # base_dir kept: relative paths still resolve
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="grounding-config-", delete=False)
+    with handle:
+        json.dump(data, handle)
+    return handle.name
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, Any] | str | None = None,
-          *, store: Any = None) -> None:
+          *, store: Any = None, workers: int | None = None) -> None:
     """Run the server with uvicorn until interrupted.
+
+    ``workers`` (default: the config's ``server.workers``, else 1) processes
+    share the port (uvicorn's supervisor restarts one that dies); more than one
+    needs ``redis_url`` (:func:`check_workers`), through which they share
+    routers, statistics, per-key limits and the cache. Each process gets its
+    share of the CPUs for extraction workers unless ``extraction.workers`` (or
+    ``GROUNDING_EXTRACT_WORKERS``) says otherwise.
 
     Refuses (an :class:`InvalidRequestError`) a non-loopback ``host`` when no
     API key is configured. litellm is imported before the port opens, so the
@@ -514,8 +579,33 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
 
     cfg = set_config(config) if config is not None else get_config()
     check_bind(host, KeyRing.from_config(cfg))
-    app = create_app(None, store=store)
+    n = workers if workers is not None else (cfg.server.workers or 1)
+    check_workers(n, cfg)
     configure_logging()
+    if n > 1:
+        if store is not None:
+            raise InvalidRequestError("a store object cannot be shared with worker processes; configure "
+                                      "server.router_store or redis_url instead", param="store")
+        from ..routing.routers import load_routers
+
+        load_routers(cfg)  # a bad router file fails here, once, before any process starts
+        path = _config_file_for_workers(cfg, config)
+        if path:
+            os.environ[WORKER_CONFIG_ENV] = path
+        if cfg.extraction.workers is None and not os.environ.get("GROUNDING_EXTRACT_WORKERS"):
+            from providers.extract_pool import default_workers
+
+            os.environ["GROUNDING_EXTRACT_WORKERS"] = str(max(1, -(-default_workers() // n)))
+        log.info("grounding %s listening on http://%s:%d with %d worker processes (%s)", __version__, host, port, n,
+                 "open, loopback only" if KeyRing.from_config(cfg).open else "API keys required")
+        try:
+            uvicorn.run("grounding.server.app:app_from_environment", factory=True, workers=n, host=host, port=port,
+                        access_log=False, log_level="info", timeout_graceful_shutdown=10)
+        finally:
+            if path and path != str(config) and Path(path).name.startswith("grounding-config-"):
+                Path(path).unlink(missing_ok=True)
+        return
+    app = create_app(None, store=store)
     from ..llm import litellm
 
     litellm()
