@@ -219,6 +219,8 @@ class ExtractPool:
         #: Why the pool extracts in process instead (workers could not start), or None.
         self.broken: str | None = None
         self.counts = {"pages": 0, "failed": 0, "deadline": 0, "replaced": 0, "rejected": 0}
+        #: CPU seconds the workers spent on pages (as they report it).
+        self.cpu_s = 0.0
 
     # ------------------------------------------------------------------ public
 
@@ -280,7 +282,7 @@ class ExtractPool:
             alive = sum(w.process.poll() is None for w in self._workers.values())
             return {"mode": "in process" if self.in_process else "processes", "workers": self.settings.workers,
                     "alive": alive, "pending": self._pending, "max_pending": self.settings.max_pending,
-                    "cpu_deadline_s": self.settings.cpu_deadline_s, **self.counts,
+                    "cpu_deadline_s": self.settings.cpu_deadline_s, **self.counts, "cpu_s": round(self.cpu_s, 3),
                     **({"broken": self.broken} if self.broken else {})}
 
     def close(self, timeout: float = 5.0) -> None:
@@ -427,6 +429,8 @@ class ExtractPool:
                 self._count("deadline")
             return False
         kind = reply[0]
+        with self._lock:
+            self.cpu_s += float(reply[-1] or 0.0)
         if kind == "ok":
             task.future.set_result(Extracted(title=reply[1], text=reply[2]))
             return True

@@ -239,3 +239,35 @@ def test_workers_exit_when_their_process_is_killed():
     pids = [int(p) for p in out.stdout.split()]
     assert len(pids) == 2
     assert wait_gone(pids) == []  # their input pipe closed: they exit by themselves
+
+
+def test_a_spinning_page_fails_alone_while_other_requests_finish(fake_llm, fake_web):
+    import concurrent.futures
+
+    import grounding
+    from providers.search import register_engine
+    from tests.test_loop import ListEngine
+
+    register_engine("spin-list", ListEngine("spin-list", [f"{fake_web.url}/spin", f"{fake_web.url}/page/calm-a"]))
+    register_engine("calm-list", ListEngine("calm-list", [f"{fake_web.url}/page/calm-b", f"{fake_web.url}/article"]))
+    grounding.set_config({"extraction": {"cpu_deadline_s": 1.0, "workers": 2}})
+
+    def ask(engine):
+        return grounding.completion(model="openai/fake-searcher", api_base=f"{fake_llm.url}/v1", api_key="sk-test",
+                                    messages=[{"role": "user", "content": "what do these pages say"}],
+                                    web_search={"engine": engine, "max_results": 2, "cache": False})
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            spinning = pool.submit(ask, "spin-list")
+            calm = [pool.submit(ask, "calm-list") for _ in range(3)]
+            calm_results = [c.result(timeout=300) for c in calm]
+            spun = spinning.result(timeout=300)
+    finally:
+        grounding.set_config({})
+    for r in calm_results:
+        assert [s.status for s in r.metadata.sources] == ["fetched", "fetched"] and not r.metadata.warnings
+    by_url = {s.url.rsplit("/", 1)[1]: s for s in spun.metadata.sources}
+    assert by_url["spin"].status == "failed" and "1 s of CPU" in by_url["spin"].error
+    assert by_url["calm-a"].status == "fetched" and spun.choices[0].message.content
+    assert any("spin could not be read" in w and "CPU" in w for w in spun.metadata.warnings)
