@@ -53,6 +53,12 @@ BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
     Bench("server-load", "benchmarks.server_load",
           "how many concurrent grounded streams one `grounding serve` process holds (CPU, memory, latency)",
           ("--limit", "1")),
+    Bench("capacity", "benchmarks.capacity",
+          "grounded requests per second at saturation against the extraction-bound limit "
+          "(1 and N server processes, extraction pool or in process)", ("--limit", "1")),
+    Bench("cache", "benchmarks.cache",
+          "a cached answer's wall time against an uncached one; cache memory per 1,000 pages",
+          ("--limit", "2")),
     Bench("routing", "benchmarks.routing",
           "routing decision time per request (50 models, 20 routes) and A/B shares against weights",
           ("--limit", "200")),

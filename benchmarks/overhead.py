@@ -57,9 +57,13 @@ per search step, along the page that finished last (fetched, then extracted):
 ``post``         after the last model turn: citations, response building
 
 These add up exactly to wall - critical path. CPU time is the process CPU
-time (``time.process_time``) spent during the call in the benchmark process;
-with ``--fakes subprocess`` (the default) the fake servers run in a child
-process, so it is the library's own CPU (their CPU is reported apart).
+time (``time.process_time``) spent during the call in the benchmark process
+plus the CPU the extraction worker processes report for its pages
+(``extract_workers_cpu_ms``); with ``--fakes subprocess`` (the default) the
+fake servers run in a child process, so it is the library's own CPU (their
+CPU is reported apart). Requests are sent with ``web_search.cache = false``:
+each run searches, fetches and extracts (``python -m benchmarks cache``
+measures the cache).
 
 Every (shape, mode) is run ``--runs`` times (median and p90, nearest rank);
 one warm-up request per mode is run first and discarded (the first one pays
@@ -327,15 +331,16 @@ def _traced() -> Iterator[_Trace]:
     """Record when each model call starts, and when each page fetch and extraction runs.
 
     Thin wrappers around ``grounding.llm.acompletion``, ``Fetcher.fetch`` and
-    ``grounding.gather.extract`` (the names the loop looks up at call time).
+    ``ExtractPool.extract`` (the names the loop looks up at call time); an
+    extraction's time includes its wait for a worker and the trip to it.
     """
     import grounding.llm
-    import grounding.gather
+    from providers.extract_pool import ExtractPool
     from providers.fetch import Fetcher
 
     trace = _Trace()
     real_acompletion = grounding.llm.acompletion
-    real_extract = grounding.gather.extract
+    real_extract = ExtractPool.extract
     real_fetch = Fetcher.fetch
     real_init = Fetcher.__init__
     init_signature = inspect.signature(real_init)
@@ -356,22 +361,22 @@ def _traced() -> Iterator[_Trace]:
         trace.fetches.append((url, t, time.perf_counter(), result.duration_ms))
         return result
 
-    def extract(html: Any, url: str | None = None) -> Any:
+    async def extract(self: Any, html: Any, url: str | None = None) -> Any:
         t = time.perf_counter()
         try:
-            return real_extract(html, url)
+            return await real_extract(self, html, url)
         finally:
             trace.extracts.append((url, t, time.perf_counter()))
 
     grounding.llm.acompletion = acompletion
-    grounding.gather.extract = extract
+    ExtractPool.extract = extract  # type: ignore[method-assign]
     Fetcher.fetch = fetch  # type: ignore[method-assign]
     Fetcher.__init__ = init  # type: ignore[method-assign]
     try:
         yield trace
     finally:
         grounding.llm.acompletion = real_acompletion
-        grounding.gather.extract = real_extract
+        ExtractPool.extract = real_extract  # type: ignore[method-assign]
         Fetcher.fetch = real_fetch  # type: ignore[method-assign]
         Fetcher.__init__ = real_init  # type: ignore[method-assign]
 
@@ -435,9 +440,15 @@ def measure_once(fakes: Any, shape: Shape, lat: Latencies, *, stream: bool,
     kwargs = dict(
         model=f"openai/fake-{shape.policy}", api_base=f"{fakes.llm_url}/v1", api_key="sk-bench",
         messages=[{"role": "user", "content": question}],
-        web_search={"engine": shape.engine, "max_results": shape.max_results, "max_steps": shape.max_steps},
+        # Uncached: every run searches, fetches and extracts (the cache has its own benchmark).
+        web_search={"engine": shape.engine, "max_results": shape.max_results, "max_steps": shape.max_steps,
+                    "cache": False},
     )
+    from providers.extract_pool import get_pool
+
+    pool = get_pool()
     fakes_cpu0 = fakes.cpu_seconds()
+    workers_cpu0 = pool.cpu_s
     first_content: float | None = None
     with _traced() as trace:
         cpu0 = time.process_time()
@@ -461,6 +472,7 @@ def measure_once(fakes: Any, shape: Shape, lat: Latencies, *, stream: bool,
         t1 = time.perf_counter()
         cpu1 = time.process_time()
     fakes_cpu1 = fakes.cpu_seconds()
+    workers_cpu = pool.cpu_s - workers_cpu0  # extraction in the worker processes (0 when in process)
     if meta is None:
         raise RuntimeError("the response carried no metadata")
 
@@ -546,7 +558,8 @@ def measure_once(fakes: Any, shape: Shape, lat: Latencies, *, stream: bool,
         "critical_capped_ms": critical_capped,
         "ratio": wall / critical if critical else math.nan,
         "overhead_ms": wall - critical,
-        "cpu_ms": (cpu1 - cpu0) * 1000,
+        "cpu_ms": (cpu1 - cpu0 + workers_cpu) * 1000,
+        "extract_workers_cpu_ms": workers_cpu * 1000,
         "fakes_cpu_ms": (fakes_cpu1 - fakes_cpu0) * 1000 if fakes_cpu0 is not None and fakes_cpu1 is not None else None,
         "total_duration_ms": meta.total_duration_ms,
         "time_to_first_content_ms": ms(first_content) if first_content is not None else None,

@@ -29,9 +29,17 @@ Three processes (four with litellm's proxy), so each one's CPU and memory are it
 Targets (``--targets``):
 
 ``grounded``  ``POST /v1/chat/completions`` with ``stream: true`` and
-              ``web_search: {engine: searxng, max_results: 3}``, model
+              ``web_search: {engine: searxng, max_results: 3, cache: false}``, model
               ``fake/fake-searcher``: a tool-call turn, a search, 3 page fetches and
-              extractions, then the streamed answer (3 cited sentences).
+              extractions, then the streamed answer (3 cited sentences). Every stream
+              asks the same question, so the cache is bypassed (``--cache on``
+              measures cached streams instead). Variants of the server:
+              ``grounded@N`` runs ``grounding serve --workers N`` (N processes on the
+              port, sharing a redis-server this benchmark starts); ``grounded-thread``
+              extracts in a thread of the server process (``GROUNDING_EXTRACT_WORKERS=0``:
+              the code path before the extraction pool), e.g.
+              ``--targets grounded-thread,grounded-thread@2,grounded,grounded@2`` for
+              before and after, with one process and with one per core.
 ``plain``     the same server (a fresh process), a plain streamed completion
               (no ``web_search``, model ``fake/fake-bench-prose``: one turn of ~60 words).
 ``litellm``   the same plain streamed completion through litellm's own proxy
@@ -87,6 +95,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import shutil
 import statistics
@@ -120,6 +129,14 @@ PLAIN_MODEL = "fake/fake-" + PROSE_POLICY
 LITELLM_MODEL = "fake-" + PROSE_POLICY
 DEFAULT_LITELLM_VENV = Path("/tmp/litellm-proxy-venv")
 TARGETS = ("grounded", "plain", "litellm")
+#: ``grounded``, ``grounded@N`` (N server processes), ``grounded-thread[@N]`` (extraction in the server process).
+_GROUNDED_RE = re.compile(r"grounded(?P<thread>-thread)?(?:@(?P<workers>[1-9]\d*))?")
+
+
+def grounded_variant(name: str) -> tuple[bool, int] | None:
+    """``(extraction in a thread, server processes)`` of a grounded target name, None if it is not one."""
+    m = _GROUNDED_RE.fullmatch(name)
+    return (bool(m["thread"]), int(m["workers"] or 1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -794,17 +811,20 @@ def _f(stat: dict[str, float] | None, key: str, digits: int = 0) -> str:
 # -- the servers under test -------------------------------------------------------------------------------
 
 
-def grounding_config(llm_url: str, folder: Path, key: str) -> Path:
+def grounding_config(llm_url: str, folder: Path, key: str, redis_url: str | None = None,
+                     name: str = "grounding") -> Path:
     import yaml
 
-    config = {
+    config: dict[str, Any] = {
         "providers": {"fake": {"litellm_provider": "openai", "api_base": f"{llm_url}/v1", "api_key": "sk-bench"}},
         "models": [{"id": "fake-searcher", "provider": "fake", "capabilities": {"tools": True}},
                    {"id": f"fake-{PROSE_POLICY}", "provider": "fake", "capabilities": {"tools": True}}],
         "server": {"api_keys": [{"key": key, "name": "bench"}], "max_concurrent_per_key": 100_000,
-                   "router_store": f"sqlite:///{folder / 'routers.db'}"},
+                   "router_store": f"sqlite:///{folder / (name + '-routers.db')}"},
     }
-    path = folder / "grounding.yaml"
+    if redis_url:  # several server processes: their shared store (statistics, limits, cache)
+        config["redis_url"] = redis_url
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -835,6 +855,40 @@ def _startup_failure(output: str) -> str | None:
     return lines[-1][:400] if lines else None
 
 
+def grounded_label(thread: bool, workers: int) -> str:
+    where = "extraction in the server process (before the pool)" if thread else "extraction pool"
+    return f"grounded (web_search), {where}, {workers} server process{'es' if workers > 1 else ''}"
+
+
+def wait_for_processes(pid: int, workers: int, thread: bool, timeout: float = 180.0) -> None:
+    """Wait until ``grounding serve`` has its ``workers`` processes, each with its extraction worker(s)
+    (``/health`` answers as soon as the first one is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tree = _children(pid)
+        cmdlines = {}
+        for p in tree:
+            with contextlib.suppress(OSError):
+                cmdlines[p] = Path(f"/proc/{p}/cmdline").read_bytes()
+        servers = [p for p, c in cmdlines.items() if b"spawn_main" in c] if workers > 1 else [pid]
+        extractors = [p for p, c in cmdlines.items() if b"providers.extract_worker" in c]
+        if len(servers) >= workers and (thread or len(extractors) >= len(servers)):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"grounding serve (pid {pid}) did not start its {workers} processes in {timeout:.0f} s")
+
+
+def redis_server_version() -> str | None:
+    import shutil as _shutil
+
+    binary = _shutil.which("redis-server")
+    if not binary:
+        return None
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"v=(\S+)", out)
+    return m.group(1) if m else out.strip()[:80]
+
+
 def litellm_proxy_version(venv: Path) -> str | None:
     python = venv / "bin" / "python"
     if not python.exists():
@@ -862,7 +916,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{lat['chunk_ms']:.0f} ms; search {lat['search_ms']:.0f} ms; pages {lat['page_min_ms']:.0f}-"
         f"{lat['page_max_ms']:.0f} ms. Closed loop: N streams open at all times; each worker's first and last "
         f"stream not counted. **Added** = a stream's time - the unloaded median (baseline). "
-        f"Pass: no error and p99 added (total and first token) < {thr:.0f} ms.",
+        f"Pass: no error and p99 added (total and first token) < {thr:.0f} ms. Grounded streams "
+        + ("use the search and page cache (all but the first are cache hits)." if s.get("cache") == "on"
+           else "bypass the cache (`web_search.cache: false`: every stream searches, fetches and extracts).")
+        + " Server CPU and memory include every process of the server (its workers, extraction workers).",
         "",
     ]
     heads = []
@@ -982,7 +1039,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.server_load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)),
                     help="concurrent streams to step through (comma-separated)")
-    ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, of: {', '.join(TARGETS)}")
+    ap.add_argument("--targets", default=",".join(TARGETS),
+                    help=f"comma-separated, of: {', '.join(TARGETS)}, grounded@N (N server processes), "
+                    "grounded-thread[@N] (extraction in the server process, as before the pool)")
+    ap.add_argument("--cache", choices=("off", "on"), default="off",
+                    help="grounded streams: bypass the search and page cache (off, the default: every "
+                    "stream does the work) or use it (on: after the first, streams are cache hits)")
     ap.add_argument("--rounds", type=int, default=5, help="measured streams per worker (default 5)")
     ap.add_argument("--min-samples", type=int, default=20,
                     help="at least this many measured streams per level (more rounds at low levels)")
@@ -1006,8 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     levels = _ints(args.levels, ap)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if not targets or set(targets) - set(TARGETS):
-        ap.error(f"--targets: choose from {', '.join(TARGETS)}")
+    if not targets or any(t not in TARGETS and grounded_variant(t) is None for t in targets):
+        ap.error(f"--targets: choose from {', '.join(TARGETS)}, grounded@N, grounded-thread[@N]")
     rounds, baseline_runs, warmup, min_samples = args.rounds, args.baseline_runs, args.warmup, args.min_samples
     if min(rounds, baseline_runs) < 1 or warmup < 0 or min_samples < 1:
         ap.error("--rounds, --baseline-runs and --min-samples must be at least 1, --warmup at least 0")
@@ -1020,7 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = Latencies(args.model_ms, args.chunk_ms, args.search_ms, args.page_min_ms, args.page_max_ms)
     seed = seed_everything(args.seed)
     for name in ("GROUNDING_SOURCE_TOKENS", "GROUNDING_ENGINE", "GROUNDING_MODEL", "GROUNDING_CONFIG",
-                 "GROUNDING_REDIS_URL"):
+                 "GROUNDING_REDIS_URL", "GROUNDING_EXTRACT_WORKERS", "GROUNDING_CACHE"):
         os.environ.pop(name, None)
     common = dict(rounds=rounds, min_samples=min_samples, warmup=warmup, baseline_runs=baseline_runs,
                   threshold_ms=args.threshold_ms, stop_ms=stop_ms, timeout=args.timeout, seed=seed)
@@ -1031,6 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
     fakes = LoadFakes()
     results: dict[str, dict[str, Any]] = {}
     proxy_info: dict[str, Any] = {"venv": str(args.litellm_venv)}
+    redis_info: dict[str, Any] = {}
     servers: list[tuple[Target, Any]] = []
     try:
         with contextlib.ExitStack() as stack:
@@ -1039,17 +1102,37 @@ def main(argv: list[str] | None = None) -> int:
             auth = {"Authorization": f"Bearer {key}"}
             config = grounding_config(fakes.llm_url, folder, key)
             messages = [{"role": "user", "content": QUESTION}]
-            for name in targets:
+            redis = None
+            if any((grounded_variant(t) or (False, 1))[1] > 1 for t in targets):
+                from tests.fakes.redis_server import RedisServer
+
+                _say("starting a redis-server (the processes' shared store) ...")
+                redis = stack.enter_context(RedisServer())
+                redis_info["version"] = redis_server_version()
+            for db, name in enumerate(targets):
                 t0 = time.perf_counter()
-                if name in ("grounded", "plain"):
-                    grounded = name == "grounded"
+                variant = grounded_variant(name)
+                if variant is not None or name == "plain":
+                    grounded = variant is not None
+                    thread, workers = variant or (False, 1)
                     body: dict[str, Any] = {"model": GROUNDED_MODEL if grounded else PLAIN_MODEL,
                                             "messages": messages, "stream": True}
                     if grounded:
-                        body["web_search"] = {"engine": ENGINE, "max_results": MAX_RESULTS}
-                    label = "grounded (web_search)" if grounded else "plain stream, grounding serve"
-                    _say(f"[{name}] starting grounding serve ...")
-                    server: Any = stack.enter_context(ServeProcess(config, env=serve_env(fakes), start_timeout=120))
+                        body["web_search"] = {"engine": ENGINE, "max_results": MAX_RESULTS, "cache": args.cache == "on"}
+                    label = (grounded_label(thread, workers) if grounded else "plain stream, grounding serve")
+                    env = serve_env(fakes)
+                    if thread:
+                        env["GROUNDING_EXTRACT_WORKERS"] = "0"
+                    target_config, extra = config, []
+                    if workers > 1:
+                        assert redis is not None
+                        target_config = grounding_config(fakes.llm_url, folder, key, f"{redis.url[:-2]}/{db % 16}",
+                                                         name=f"grounding-{db}")
+                        extra = ["--workers", str(workers)]
+                    _say(f"[{name}] starting grounding serve{' --workers ' + str(workers) if workers > 1 else ''} ...")
+                    server: Any = stack.enter_context(ServeProcess(target_config, env=env, start_timeout=120,
+                                                                   extra_args=extra))
+                    wait_for_processes(server.process.pid, workers, thread)
                     target = Target(name, label, f"{server.base_url}/chat/completions", body,
                                     [server.process.pid], auth, grounded=grounded)
                 else:
@@ -1105,7 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
             "levels": levels, "targets": targets, "rounds": rounds, "min_samples": min_samples,
             "baseline_runs": baseline_runs, "warmup": warmup, "threshold_ms": args.threshold_ms,
             "stop_ms": stop_ms, "timeout_s": args.timeout, "limit": args.limit, "pages_ms": pages,
-            "litellm_proxy": proxy_info,
+            "litellm_proxy": proxy_info, "cache": args.cache, "redis": redis_info or None,
         },
         "headline": {t["target"]: t.get("headline") for t in results_list},
         "targets": results_list,
