@@ -16,6 +16,8 @@ grounded requests per second. This benchmark measures both in one run:
   result pages, real WCXB pages), extracted with :func:`providers.extract.extract`
   in this process until ``--calibrate-s`` CPU seconds have passed (CPU time,
   so other work on the machine barely moves it);
+* **the pool's own cost per page**: one page at a time through an idle pool
+  of one worker against the same page extracted in this process (wall time);
 * **requests per second at saturation**: the real ``grounding serve`` (one
   server per target; ``grounded@N`` = ``--workers N`` sharing a redis-server;
   ``grounded-thread`` = extraction in the server process, as before the
@@ -82,6 +84,37 @@ def extraction_rate(pages: list[bytes], urls: list[str], cpu_budget_s: float) ->
     return {"pages": n, "cpu_s": round(cpu, 3), "wall_s": round(time.perf_counter() - wall0, 3),
             "pages_per_cpu_s": round(n / cpu, 2), "ms_per_page_median": round(statistics.median(per_page) * 1000, 1),
             "page_bytes": [len(p) for p in pages]}
+
+
+def pool_round_trip(pages: list[bytes], urls: list[str], rounds: int = 10) -> dict[str, Any]:
+    """What sending a page to the extraction pool costs over extracting it here, one page at a time
+    (an idle pool of one worker): the wall time of each, median per page, for the answer's pages and a
+    small page (is it worth keeping small pages in process? see ``providers.extract_pool``)."""
+    from providers.extract import extract
+    from providers.extract_pool import ExtractPool, PoolSettings
+    from tests.fakes.web import small_page
+
+    pool = ExtractPool(PoolSettings(workers=1, max_pending=8, cpu_deadline_s=30.0))
+    try:
+        pool.wait_ready()
+        cases = [("small page", small_page("tiny"), "https://example.org/tiny")] + [
+            (f"{len(html) // 1024} KB page", html, url) for html, url in zip(pages, urls)]
+        out = []
+        for label, html, url in cases:
+            here, there = [], []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                extract(html, url)
+                here.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                pool.submit(html, url).result()
+                there.append(time.perf_counter() - t)
+            out.append({"page": label, "bytes": len(html), "in_process_ms": round(statistics.median(here) * 1000, 2),
+                        "pool_ms": round(statistics.median(there) * 1000, 2),
+                        "overhead_ms": round((statistics.median(there) - statistics.median(here)) * 1000, 2)})
+        return {"rounds": rounds, "pages": out}
+    finally:
+        pool.close()
 
 
 async def _closed_loop(url: str, body: dict[str, Any], n: int, duration: float, warmup: float,
@@ -188,6 +221,11 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{b['latency_ms_p50']} / {b['latency_ms_p95']} | {b['errors']} | {b['server_cores']} | "
                      f"{b['extraction_workers_cores']} | {b['fakes_cores']} | {b['client_cores']} | "
                      f"{b.get('other_cores', '-')} |")
+    lines += ["", "One page at a time, idle: extracting it here against sending it to an extraction worker "
+              "(the difference is the pool's cost per page: pickling, two pipe trips, a thread hop):", "",
+              "| page | in process ms | through the pool ms | difference ms |", "| --- | ---: | ---: | ---: |"]
+    for row in report["pool_round_trip"]["pages"]:
+        lines.append(f"| {row['page']} | {row['in_process_ms']} | {row['pool_ms']} | {row['overhead_ms']} |")
     lines += ["", "Every level:", "", "| target | clients | requests/s | p50 ms | errors | server + extraction cores | other cores |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for t in report["targets"]:
@@ -257,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             limit_rps = round(n_cores * calibration["pages_per_cpu_s"] / PAGES_PER_ANSWER, 2)
             print(f"[capacity] {calibration['pages_per_cpu_s']} pages per CPU-second: limit {limit_rps} requests/s",
                   file=sys.stderr)
+            round_trip = pool_round_trip(html, urls, rounds=3 if args.limit is not None else 10)
             key = "sk-bench-" + secrets.token_hex(16)
             headers = {"Authorization": f"Bearer {key}"}
             redis = None
@@ -306,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": NAME, "command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "environment": environment(("uvicorn", "starlette", "trafilatura")), "cores": n_cores,
               "loadavg_before": load_before, "loadavg_after": loadavg(), "extraction": calibration,
-              "limit_rps": limit_rps, "settings": {"levels": levels, "duration_s": duration, "warmup_s": warmup,
+              "limit_rps": limit_rps, "pool_round_trip": round_trip, "settings": {"levels": levels, "duration_s": duration, "warmup_s": warmup,
                                                    "question": QUESTION, "body": body},
               "targets": out_targets}
     write_outputs(args.out, NAME, report, markdown(report), figures(report))
