@@ -469,6 +469,25 @@ def get_pool() -> ExtractPool:
     return _pool
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (``multiprocessing`` with ``fork``, a pre-forking server) has the parent's pool
+    object but none of its threads: forget it (a new one starts on first use), and close the child's
+    copies of the pipes, so the parent's workers still see their input close when the parent goes."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        for worker in list(pool._workers.values()):
+            for conn in (worker.inbox, worker.outbox):
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def reconfigure() -> None:
     """Stop the process's pool if the settings (config, environment) no longer match it;
     the next :func:`get_pool` starts one with the new settings."""

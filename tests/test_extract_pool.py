@@ -271,3 +271,24 @@ def test_a_spinning_page_fails_alone_while_other_requests_finish(fake_llm, fake_
     assert by_url["spin"].status == "failed" and "1 s of CPU" in by_url["spin"].error
     assert by_url["calm-a"].status == "fetched" and spun.choices[0].message.content
     assert any("spin could not be read" in w and "CPU" in w for w in spun.metadata.warnings)
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    out = _run_python("""
+        import os, sys
+        from providers.extract_pool import get_pool
+        parent_pool = get_pool()
+        page = "<html><body><article><p>" + "Some words to read here. " * 20 + "</p></article></body></html>"
+        assert parent_pool.submit(page).result(timeout=120).text
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's pool has no threads here; a new one must serve it
+            pool = get_pool()
+            ok = pool is not parent_pool and bool(pool.submit(page).result(timeout=120).text)
+            pool.close()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        assert parent_pool.submit(page).result(timeout=120).text  # the parent's pool is untouched
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
