@@ -1059,6 +1059,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None,
                     help="quick run: the first N levels, at most N rounds and baseline runs, one warm-up")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    ap.add_argument("--name", default=NAME, help=f"file name of the outputs (default {NAME}: {NAME}.json ...)")
     ap.add_argument("--seed", type=int, default=SEED, help=f"seeds the workers' start times (default {SEED})")
     ap.add_argument("--model-ms", type=float, default=300)
     ap.add_argument("--chunk-ms", type=float, default=20)
@@ -1193,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
         "headline": {t["target"]: t.get("headline") for t in results_list},
         "targets": results_list,
     }
-    write_outputs(args.out, NAME, report, markdown(report), figures(report))
+    write_outputs(args.out, args.name, report, markdown(report), figures(report))
     return 0
 
 
