@@ -113,7 +113,8 @@ async def _native_annotations(s: "Session", content: str, found: Sequence[dict])
             s.say(f"fetching {len(missing)} cited page(s) to check the citations")
             for url, page in zip(missing, await _read_pages(missing)):
                 pages[url] = SourceInfo(url=url, title=page.title or titles[url], status="native",
-                                        duration_ms=page.duration_ms, final_url=page.final_url)
+                                        duration_ms=page.duration_ms, final_url=page.final_url,
+                                        cached=page.cached, cache_age_s=page.cache_age_s)
                 if page.error is not None:
                     unchecked[urls[url]] = f"the page could not be fetched ({page.error})"
                     pages[url].error = page.error
@@ -132,10 +133,10 @@ async def _native_annotations(s: "Session", content: str, found: Sequence[dict])
 async def _read_pages(urls: list[str]):
     from providers.fetch import Fetcher
 
-    from .gather import PageText, read_page
+    from .gather import PageText, cached_page
 
     async with Fetcher(concurrency=max(4, len(urls))) as fetcher:
-        tasks = [asyncio.ensure_future(read_page(fetcher, u)) for u in urls]
+        tasks = [asyncio.ensure_future(cached_page(fetcher, u)) for u in urls]
         done, pending = await asyncio.wait(tasks, timeout=NATIVE_FETCH_DEADLINE_S)
         for t in pending:
             t.cancel()

@@ -20,7 +20,7 @@ from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
 from .capabilities import check_request, check_targets
-from .errors import GroundingError, InvalidRequestError, OutputValidationError
+from .errors import GroundingError, OutputValidationError
 from .events import ContentDelta, Done, Started
 from .finish import finish
 from .gather import Gatherer, Source
@@ -171,11 +171,8 @@ class Session:
         engine = get_engine(self.meta.engine)
         emitted = ""
         # Room for every page of a step (several queries' worth) without queueing.
-        try:
-            fetcher = Fetcher(concurrency=max(8, 2 * ws.max_results))
-        except ValueError as exc:  # a malformed proxy in the environment
-            raise InvalidRequestError(f"page fetching is misconfigured: {exc}", param="fetch.proxy") from None
-        async with fetcher:
+        # (A malformed proxy in the environment is an InvalidRequestError naming it.)
+        async with Fetcher(concurrency=max(8, 2 * ws.max_results)) as fetcher:
             gatherer = Gatherer(self, engine, fetcher)
             steps = 0
             while True:

@@ -189,24 +189,33 @@ def _bypassed(host: str, entries: Iterable[str]) -> bool:
     return False
 
 
+def _proxy_error(where: str, why: str) -> Exception:
+    """A misconfigured proxy: an InvalidRequestError (a ValueError) naming where it came from."""
+    from grounding.errors import InvalidRequestError
+
+    return InvalidRequestError(f"page fetching is misconfigured: {where}: {why}", param="fetch.proxy",
+                               code="invalid_proxy")
+
+
 def _check_proxy_url(value: str, where: str) -> str:
     try:
         url = httpx.URL(value if "://" in value else f"http://{value}")
     except httpx.InvalidURL as exc:
-        raise ValueError(f"{where}: not a proxy URL ({exc})") from None
+        raise _proxy_error(where, f"not a proxy URL ({_redact_userinfo(str(exc))})") from None
     if url.scheme not in ("http", "https", "socks5", "socks5h") or not url.host:
-        raise ValueError(f"{where}: a proxy URL is http://host:port (or https://, socks5://), "
-                         f"not {_redact_userinfo(value)!r}")
+        raise _proxy_error(where, f"a proxy URL is http://host:port (or https://, socks5://), "
+                                  f"not {_redact_userinfo(value)!r}")
     if url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
-        raise ValueError(f"{where}: a SOCKS proxy needs the socksio package (pip install socksio)")
+        raise _proxy_error(where, "a SOCKS proxy needs the socksio package (pip install socksio)")
     return str(url)
 
 
 def proxy_settings(proxy: str | None = None, no_proxy: Iterable[str] = ()) -> ProxySettings:
     """Proxies from ``proxy`` (one for every scheme; ``"none"``: no proxy), else the config's
     ``fetch`` section, else ``$GROUNDING_PROXY``, else ``$HTTPS_PROXY``/``$HTTP_PROXY``/``$ALL_PROXY``;
-    ``no_proxy`` plus the config's ``fetch.no_proxy`` plus ``$NO_PROXY``. Raises ValueError for a
-    malformed proxy URL (naming where it came from, never its credentials)."""
+    ``no_proxy`` plus the config's ``fetch.no_proxy`` plus ``$NO_PROXY``. A malformed proxy URL is
+    an :class:`~grounding.errors.InvalidRequestError` (a ValueError, ``param="fetch.proxy"``) naming
+    where it came from, never its credentials."""
     configured_no: list[str] = []
     if proxy is None:
         try:
@@ -672,7 +681,7 @@ class Fetcher:
     checking each hop's host before the request. ``proxy`` is a proxy URL for
     every page (``"none"``: no proxy); None follows the config and the
     environment (:func:`proxy_settings`, ``NO_PROXY`` included); a malformed
-    proxy URL is a ValueError. Requests sent through a proxy are guarded by
+    proxy URL is an InvalidRequestError (a ValueError) with ``param="fetch.proxy"``. Requests sent through a proxy are guarded by
     checking each hop's host before the request, as for a caller's transport.
     """
 

@@ -454,3 +454,15 @@ def test_a_request_succeeds_when_redis_is_down(fake_llm, fake_search, fake_web, 
     assert second.metadata.searches[0].cached  # the in-process fallback still caches
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
     assert get_cache().status()["degraded"]
+
+
+def test_search_options_are_part_of_the_key(fake_llm, fake_search, fake_web):
+    scoped = {"excluded_domains": ["example.org"]}
+    first = ask(fake_llm, **scoped)
+    again = ask(fake_llm, **scoped)
+    assert not first.metadata.searches[0].cached and again.metadata.searches[0].cached
+    assert fake_search.queries("tavily") == [QUESTION]
+    unscoped = ask(fake_llm)  # the same query without the scope is another search
+    assert not unscoped.metadata.searches[0].cached
+    assert fake_search.queries("tavily") == [QUESTION, QUESTION]
+    assert len(page_requests(fake_web)) == 3  # but the same pages: fetched once
