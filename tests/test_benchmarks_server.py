@@ -51,7 +51,7 @@ def test_proc_readings_of_this_process():
 def test_a_quick_run_writes_sane_results(tmp_path):
     code = sl.main(["--limit", "2", "--levels", "1,2", "--targets", "grounded", "--out", str(tmp_path),
                     "--model-ms", "5", "--chunk-ms", "1", "--search-ms", "5", "--page-min-ms", "1",
-                    "--page-max-ms", "5", "--timeout", "30"])
+                    "--page-max-ms", "5", "--timeout", "30", "--stop-ms", "1000000"])  # both levels, however loaded
     assert code == 0
     for name in ("server-load.json", "server-load.md", "server-load-p99.png", "server-load-rss.png"):
         assert (tmp_path / name).stat().st_size > 0, name
