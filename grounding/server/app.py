@@ -39,6 +39,7 @@ from starlette.routing import Route
 from .. import __version__
 from ..config import Config, get_config, set_config
 from ..errors import AuthenticationError, GroundingError, InvalidRequestError, NotFoundError
+from ..request import decode_body
 from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, Redactor, check_open_request
 from .limits import (RETRY_AFTER_S, ConcurrencyLimiter, ConcurrencyLimitError, RequestTooLargeError,
                      declared_length, limit_receive)
@@ -239,17 +240,8 @@ def _require_write(request: Request) -> None:
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidRequestError("the request body is empty: send a JSON object", code="invalid_json")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidRequestError(f"the request body is not valid JSON: {first}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
-    return data
+    """The body as a checked JSON object (:func:`grounding.request.decode_body`: the one decoder)."""
+    return decode_body(await request.body())
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -263,7 +255,7 @@ async def chat_completions(request: Request) -> Any:
             raise InvalidRequestError(f"{name} is not accepted by this server: its providers are set in "
                                       f"its config file", param=name, code="unsupported_parameter")
     if "progress" in body:  # a Python-only argument of acompletion
-        raise InvalidRequestError("unknown parameter 'progress'", param="progress")
+        raise InvalidRequestError("Unknown parameter: 'progress'.", param="progress")
     from ..api import acompletion
 
     info = request.scope.get("grounding") or {}

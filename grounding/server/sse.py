@@ -51,8 +51,13 @@ SSE_HEADERS = [
 
 
 def encode(payload: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON. Text holding a lone surrogate (an upstream may send
+    one as a ``\\ud800`` escape) cannot be UTF-8: it is then sent escaped (ASCII JSON)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def event(payload: Any) -> bytes:
