@@ -6,6 +6,7 @@ a search actually runs.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 from types import ModuleType
@@ -20,6 +21,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from .redact import install_filter, redact
 
 __all__ = ["litellm", "acompletion", "to_grounding_error"]
 
@@ -39,6 +41,8 @@ def litellm() -> ModuleType:
 
                 lm.telemetry = False
                 lm.suppress_debug_info = True
+                # litellm logs through its own handlers: scrub secrets there too.
+                install_filter(*(logging.getLogger(n) for n in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")))
                 # litellm leaves ~300k objects behind; move them out of the GC's
                 # way, or an early request pays a ~250 ms full collection.
                 gc.freeze()
@@ -54,13 +58,24 @@ async def acompletion(**kwargs: Any) -> Any:
     except GroundingError:
         raise
     except Exception as exc:
-        raise to_grounding_error(exc, model=kwargs.get("model")) from exc
+        raise to_grounding_error(exc, model=kwargs.get("model"), secrets=call_secrets(kwargs)) from exc
 
 
-def to_grounding_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
+def call_secrets(kwargs: dict[str, Any]) -> list[str]:
+    """The secrets one call carries (its ``api_key``, its extra headers' values), for redaction."""
+    headers = kwargs.get("extra_headers") or {}
+    return [v for v in (kwargs.get("api_key"), *headers.values()) if isinstance(v, str)]
+
+
+def to_grounding_error(exc: BaseException, *, model: str | None = None,
+                       secrets: list[str] | None = None) -> GroundingError:
     """Map a litellm (or transport) exception to the matching typed error
-    (the upstream's own HTTP status is kept as ``.upstream_status``)."""
+    (the upstream's own HTTP status is kept as ``.upstream_status``); every
+    configured secret, and ``secrets``, redacted from its message."""
     error = _map_error(exc, model=model)
+    if secrets:
+        error.message = redact(error.message, secrets)
+        error.args = (error.message,)
     status = getattr(exc, "status_code", None)
     # litellm gives timeouts and connection errors made-up statuses (408, 500):
     # only a status an upstream actually answered with is kept.

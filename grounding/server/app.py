@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -40,15 +40,16 @@ from .. import __version__
 from ..config import Config, get_config, set_config
 from ..errors import AuthenticationError, GroundingError, InvalidRequestError, NotFoundError
 from ..request import decode_body
-from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, Redactor, check_open_request
+from ..redact import get_logger, install_filter, redact, register_secret, scrub
+from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, check_open_request
 from .limits import (RETRY_AFTER_S, ConcurrencyLimiter, ConcurrencyLimitError, RequestTooLargeError,
                      declared_length, limit_receive)
 from .sse import ChunkStream, ClientDisconnected, encode, run_until_disconnect
 
 __all__ = ["create_app", "ServerState", "ConflictError"]
 
-log = logging.getLogger("grounding.server")
-access_log = logging.getLogger("grounding.server.access")
+log = get_logger("grounding.server")
+access_log = get_logger("grounding.server.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -78,7 +79,6 @@ class ServerState:
 
     config: Config
     keys: KeyRing
-    redactor: Redactor
     limiter: ConcurrencyLimiter
     store: Any
     #: Routers of the config file (inline and router_files): read-only over HTTP.
@@ -104,7 +104,7 @@ def render_error(state: ServerState, exc: BaseException, *, method: str = "", pa
             headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="grounding"'))
-        return status, state.redactor.scrub(body), headers  # type: ignore[return-value]
+        return status, scrub(body), headers
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             message, code = f"Invalid URL ({method} {path})", "unknown_url"
@@ -112,11 +112,11 @@ def render_error(state: ServerState, exc: BaseException, *, method: str = "", pa
             message, code = f"Method {method} is not allowed on {path}", "method_not_allowed"
         else:
             message, code = str(exc.detail), None
-        body = {"error": {"message": state.redactor(message), "type": "invalid_request_error",
+        body = {"error": {"message": redact(message), "type": "invalid_request_error",
                           "param": None, "code": code}}
         headers.extend((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())
         return exc.status_code, body, headers
-    text = state.redactor("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    text = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     log.error("internal error on %s %s:\n%s", method, path, text.rstrip())
     return 500, {"error": {"message": "internal error", "type": "api_error", "param": None, "code": None}}, headers
 
@@ -188,6 +188,8 @@ class Gate:
             await self.app(scope, limit_receive(receive, limit), send_wrapper)
         except GroundingError as exc:
             await fail(exc)
+        except (ClientDisconnected, ClientDisconnect):  # a normal event: the access line says so
+            info["outcome"] = "client_disconnected"
         except Exception as exc:  # noqa: BLE001 (a bug: answer 500, log the traceback)
             await fail(exc)
         finally:
@@ -240,8 +242,15 @@ def _require_write(request: Request) -> None:
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    """The body as a checked JSON object (:func:`grounding.request.decode_body`: the one decoder)."""
-    return decode_body(await request.body())
+    """The body as a checked JSON object (:func:`grounding.request.decode_body`: the one decoder).
+
+    A client that hangs up mid-upload (or whose chunked body the HTTP server
+    could not parse, which ends the same way) raises :class:`ClientDisconnected`."""
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected() from None
+    return decode_body(raw)
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -296,7 +305,7 @@ def _model_list(state: ServerState) -> list[dict[str, Any]]:
         for name in get_routers().names():
             add(f"{prefix}/{name}", "router")
     except GroundingError as exc:
-        log.warning("routers unavailable for /v1/models: %s", state.redactor(exc.message))
+        log.warning("routers unavailable for /v1/models: %s", exc.message)
     from ..routing.catalog import get_catalog
 
     for info in get_catalog().pool():
@@ -416,7 +425,7 @@ async def health(request: Request) -> Response:
     ok = not (isinstance(store, dict) and store.get("ok") is False)
     body = {"status": "ok" if ok else "degraded", "version": __version__, "store": store,
             "routers": install_status(), "auth": "open (loopback only)" if state.keys.open else "api keys"}
-    return _json(200, state.redactor.scrub(body))
+    return _json(200, scrub(body))
 
 
 # --------------------------------------------------------------------------- the app
@@ -440,13 +449,18 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
     if store is None:
         store = store_module.open_store(cfg)
     store_module.install(store)
-    state = ServerState(config=cfg, keys=keys, redactor=Redactor.for_server(keys, cfg),
+    register_secret(*keys.secrets)  # client keys never appear in a response or a log
+    state = ServerState(config=cfg, keys=keys,
                         limiter=ConcurrencyLimiter(cfg.server.max_concurrent_per_key), store=store,
                         file_routers=file_routers)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         status, body, headers = render_error(state, exc, method=request.method, path=request.url.path)
         return _json(status, body, headers)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Any:
+        (request.scope.get("grounding") or {})["outcome"] = "client_disconnected"
+        return _Nothing()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -475,7 +489,9 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
                     log.warning("closing the router store failed", exc_info=False)
 
     app = Starlette(routes=routes, middleware=[Middleware(Gate, state=state)],
-                    exception_handlers={GroundingError: on_error, HTTPException: on_error}, lifespan=lifespan)
+                    exception_handlers={GroundingError: on_error, HTTPException: on_error,
+                                        ClientDisconnected: on_disconnect, ClientDisconnect: on_disconnect},
+                    lifespan=lifespan)
     app.state.server = state
     return app
 
@@ -484,12 +500,27 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """One line per record on stderr for the ``grounding.server`` loggers (unless logging is set up)."""
+    """One line per record on stderr for the ``grounding.server`` loggers (unless logging is set up);
+    every handler of the root logger redacts secrets (:class:`grounding.redact.RedactingFilter`)."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_filter(*root.handlers)
     # Our own lines at `level`; libraries (litellm logs every call at INFO) stay at warnings.
     logging.getLogger("grounding").setLevel(level)
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging config, with secrets redacted by every one of its handlers."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "grounding.redact.RedactingFilter"}
+    for handler in config.get("handlers", {}).values():
+        handler.setdefault("filters", []).append("redact")
+    return config
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, Any] | str | None = None,
@@ -513,4 +544,5 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
     litellm()
     log.info("grounding %s listening on http://%s:%d (%s)", __version__, host, port,
              "open, loopback only" if app.state.server.keys.open else "API keys required")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=10,
+                log_config=uvicorn_log_config())

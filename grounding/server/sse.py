@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
+
+from ..redact import get_logger
 
 __all__ = ["DONE", "encode", "chunk_event", "error_event", "ChunkStream", "ClientDisconnected",
            "wait_for_disconnect", "run_until_disconnect", "SSE_HEADERS"]
 
-log = logging.getLogger("grounding.server")
+log = get_logger("grounding.server")
 
 T = TypeVar("T")
 Message = MutableMapping[str, Any]
