@@ -6,6 +6,7 @@ a search actually runs.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import threading
@@ -84,12 +85,31 @@ def to_grounding_error(exc: BaseException, *, model: str | None = None,
     return error
 
 
+#: What litellm says when an upstream's answer was not what its wire format promises (not JSON, HTML...).
+_UNREADABLE = ("Error converting to valid response", "Empty or invalid response from LLM endpoint",
+               "Unable to get json response", "Invalid response object")
+
+
+def _unreadable(exc: BaseException, text: str) -> bool:
+    """Whether ``exc`` means the upstream answered something that is not its wire format."""
+    if any(marker in text for marker in _UNREADABLE):
+        return True
+    seen: BaseException | None = exc
+    for _ in range(5):  # the causes litellm chains
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, json.JSONDecodeError):
+            return True
+    return False
+
+
 def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     text = str(getattr(exc, "message", "") or exc).strip()
     text = text.replace("litellm.", "").splitlines()[0][:500] if text else name
     who = f"model {model}: " if model else ""
+    if _unreadable(exc, text):  # litellm reports these with made-up 400/422 statuses
+        return UpstreamError(f"{who}the answer could not be read: {text}", code="bad_response")
     if name in {"Timeout", "TimeoutError"} or isinstance(exc, TimeoutError) or status == 408:
         return UpstreamTimeoutError(f"{who}timed out: {text}", code="timeout")
     if name == "AuthenticationError" or status == 401:
