@@ -108,6 +108,8 @@ def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingErro
     text = str(getattr(exc, "message", "") or exc).strip()
     text = text.replace("litellm.", "").splitlines()[0][:500] if text else name
     who = f"model {model}: " if model else ""
+    if "Please ensure all" in text and "valid OpenAI chat completion messages" in text:  # litellm's own check
+        return InvalidRequestError(f"{who}{text}", param="messages", code="invalid_messages")
     if _unreadable(exc, text):  # litellm reports these with made-up 400/422 statuses
         return UpstreamError(f"{who}the answer could not be read: {text}", code="bad_response")
     if name in {"Timeout", "TimeoutError"} or isinstance(exc, TimeoutError) or status == 408:

@@ -297,7 +297,7 @@ class RefusalPart(_Strict):
     refusal: str
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart, FilePart, RefusalPart], Field(discriminator="type")]
+ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")]
 AssistantPart = Annotated[Union[TextPart, RefusalPart], Field(discriminator="type")]
 
 
@@ -490,7 +490,8 @@ class ChatRequest(_Strict):
     # Not OpenAI fields: where the model is and how to reach it (litellm's names).
     api_base: str | None = None
     api_key: str | None = Field(None, repr=False)
-    timeout: float | None = Field(None, gt=0, description="seconds: the deadline of each model call")
+    timeout: float | None = Field(None, ge=1, le=3600, description="seconds: the deadline of each model call "
+                                  "(default $GROUNDING_MODEL_TIMEOUT, 120 s)")
     extra_headers: dict[str, str] | None = None
     #: extra_body keys this library does not own, passed to the provider as is.
     extra_body: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ Endpoints::
     PUT    /v1/routers/{name}     create or replace                         [write key]
     DELETE /v1/routers/{name}                                               [write key]
     GET    /health                no key needed
+    GET    /openapi.json          this API's OpenAPI 3.1 description (no key needed)
 
 Every failure is an OpenAI error body, ``{"error": {"message", "type",
 "param", "code"}}``, with its status; nothing answers a bare 500 with a
@@ -57,7 +58,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Paths answered without a key.
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
 #: Request fields the server refuses: they would let a client point the
 #: server's provider keys at a host of its choosing (or reach internal hosts).
 #: Configure providers in the config file instead.
@@ -428,6 +429,16 @@ async def health(request: Request) -> Response:
     return _json(200, scrub(body))
 
 
+async def openapi(request: Request) -> Response:
+    """The OpenAPI description, generated from the request and response models (once per app)."""
+    cached = getattr(request.app.state, "openapi", None)
+    if cached is None:
+        from .openapi import openapi_document
+
+        cached = request.app.state.openapi = encode(openapi_document(SERVER_ONLY_FIELDS))
+    return Response(cached, media_type="application/json")
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -472,6 +483,7 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
         Route("/v1/routers/{name}", put_router, methods=["PUT"]),
         Route("/v1/routers/{name}", delete_router, methods=["DELETE"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
 
     from contextlib import asynccontextmanager
