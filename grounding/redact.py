@@ -108,50 +108,40 @@ def redact(text: str, extra: Iterable[str | None] = ()) -> str:
 
 
 def scrub(value: Any, extra: Iterable[str | None] = ()) -> Any:
-    """A JSON-like ``value`` (dicts, lists, strings...) with every string redacted."""
+    """A JSON-like ``value`` (dicts, lists, strings...) with every string redacted (a new value)."""
     pattern = _pattern(secrets(extra))
-    if pattern is None:
-        return value
-
-    def walk(item: Any) -> Any:
-        if isinstance(item, str):
-            return pattern.sub(MASK, item)
-        if isinstance(item, dict):
-            return {k: walk(v) for k, v in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [walk(v) for v in item]
-        return item
-
-    return walk(value)
+    return value if pattern is None else _walk(value, pattern, in_place=False)
 
 
 def scrub_model(model: Any, extra: Iterable[str | None] = ()) -> Any:
     """Redact every string field of a pydantic object, in place (nested objects and lists too); returns it."""
     pattern = _pattern(secrets(extra))
-    if pattern is None:
-        return model
+    return model if pattern is None else _walk(model, pattern, in_place=True)
 
-    def walk(item: Any) -> Any:
-        if isinstance(item, str):
-            return pattern.sub(MASK, item)
-        if isinstance(item, list):
-            item[:] = [walk(v) for v in item]
-            return item
-        if isinstance(item, dict):
-            for k, v in item.items():
-                item[k] = walk(v)
-            return item
-        fields = getattr(type(item), "model_fields", None)
-        if fields is not None:
-            names = list(fields) + list(getattr(item, "__pydantic_extra__", None) or {})
-            for name in names:
-                value = getattr(item, name, None)
-                new = walk(value)
-                if new is not value:
-                    setattr(item, name, new)
+
+def _walk(item: Any, pattern: re.Pattern[str], *, in_place: bool) -> Any:
+    if isinstance(item, str):
+        return pattern.sub(MASK, item)
+    if isinstance(item, dict):
+        if not in_place:
+            return {k: _walk(v, pattern, in_place=False) for k, v in item.items()}
+        for k, v in item.items():
+            item[k] = _walk(v, pattern, in_place=True)
         return item
-
-    return walk(model)
+    if isinstance(item, (list, tuple)):
+        items = [_walk(v, pattern, in_place=in_place) for v in item]
+        if in_place and isinstance(item, list):
+            item[:] = items
+            return item
+        return items
+    fields = getattr(type(item), "model_fields", None)
+    if in_place and fields is not None:  # a pydantic object: its fields and extra keys
+        for name in [*fields, *(getattr(item, "__pydantic_extra__", None) or {})]:
+            value = getattr(item, name, None)
+            new = _walk(value, pattern, in_place=True)
+            if new is not value:
+                setattr(item, name, new)
+    return item
 
 
 class RedactingFilter(logging.Filter):
