@@ -132,6 +132,24 @@ def test_model_faults(http, fake_llm, native, wire, fault, stream, caplog):
         assert error["code"] == "empty_response"
 
 
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_a_stream_ending_before_its_finish_reason_is_a_warning(http, fake_llm, wire):
+    fake_llm.fault = "truncated"
+    status, error, metadata = outcome(ask(http, MODELS[wire].replace("searcher", "direct"), stream=True))
+    assert status == 200 and error is None
+    assert any("ended without a finish reason" in w for w in metadata["warnings"]), metadata["warnings"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_lone_surrogate_from_upstream_still_makes_valid_json(http, fake_llm, stream):
+    fake_llm.fault = "surrogate"
+    response = ask(http, "alpha/fake-direct", stream=stream)
+    response.content.decode("utf-8")  # valid UTF-8 on the wire (the surrogate is sent escaped)
+    status, error, _ = outcome(response)
+    assert status == 200 and error is None
+    assert "\\ud800" in response.text
+
+
 def test_no_choices_is_a_clean_502(http, fake_llm):
     fake_llm.fault = "no_choices"
     status, error, _ = outcome(ask(http, MODELS["openai"], stream=False))

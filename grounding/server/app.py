@@ -549,6 +549,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
 
     cfg = set_config(config) if config is not None else get_config()
     check_bind(host, KeyRing.from_config(cfg))
+    from ..deadlines import deadlines
+
+    deadlines()  # a bad GROUNDING_*_TIMEOUT stops the server here, not every request later
     app = create_app(None, store=store)
     configure_logging()
     from ..llm import litellm
