@@ -61,13 +61,21 @@ def _engine_vars() -> tuple[str, ...]:
     return secret_env_vars()
 
 
+_reading = threading.local()
+
+
 def _config_keys() -> list[str]:
+    if getattr(_reading, "config", False):  # loading the config raised an error, which is being redacted
+        return []
+    _reading.config = True
     try:
         from .config import get_config
 
         config = get_config()
     except Exception:  # a broken config file is reported elsewhere; redaction must never fail
         return []
+    finally:
+        _reading.config = False
     return [key for provider in config.providers.values() if (key := provider.key())]
 
 
