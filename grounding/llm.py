@@ -24,7 +24,7 @@ from .errors import (
 )
 from .redact import install_filter, redact
 
-__all__ = ["litellm", "acompletion", "to_grounding_error"]
+__all__ = ["litellm", "acompletion", "to_grounding_error", "unreadable_answer"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -90,7 +90,7 @@ _UNREADABLE = ("Error converting to valid response", "Empty or invalid response 
                "Unable to get json response", "Invalid response object")
 
 
-def _unreadable(exc: BaseException, text: str) -> bool:
+def unreadable_answer(exc: BaseException, text: str) -> bool:
     """Whether ``exc`` means the upstream answered something that is not its wire format."""
     if any(marker in text for marker in _UNREADABLE):
         return True
@@ -110,7 +110,7 @@ def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingErro
     who = f"model {model}: " if model else ""
     if "Please ensure all" in text and "valid OpenAI chat completion messages" in text:  # litellm's own check
         return InvalidRequestError(f"{who}{text}", param="messages", code="invalid_messages")
-    if _unreadable(exc, text):  # litellm reports these with made-up 400/422 statuses
+    if unreadable_answer(exc, text):  # litellm reports these with made-up 400/422 statuses
         return UpstreamError(f"{who}the answer could not be read: {text}", code="bad_response")
     if name in {"Timeout", "TimeoutError"} or isinstance(exc, TimeoutError) or status == 408:
         return UpstreamTimeoutError(f"{who}timed out: {text}", code="timeout")

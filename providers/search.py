@@ -406,9 +406,15 @@ def _is_connection_error(exc: Exception) -> bool:
 
 
 def _describe(engine: str, exc: Exception) -> str:
+    from grounding.llm import unreadable_answer
+
     status = getattr(exc, "status_code", None)
-    text = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    text = str(getattr(exc, "message", "") or exc).replace("litellm.", "").strip().splitlines()
     first = text[0][:200] if text else type(exc).__name__
+    if unreadable_answer(exc, first):  # litellm gives these a made-up status
+        return f"{engine}: the answer could not be read ({first})"
+    if status is not None and _is_connection_error(exc):  # litellm's made-up 500
+        return f"{engine}: {first}"
     if status == 429:
         return f"{engine}: rate limited (HTTP 429)"
     if status in (401, 403):
