@@ -8,9 +8,10 @@ Usage::
 Set-up: the fakes in a child process (``FakeLLM`` speaking OpenAI's and
 Anthropic's wire formats, ``FakeSearch``, ``FakeWeb``, each with the fault
 switches of ``tests/fakes/base.py``) and the real ``python -m grounding.cli
-serve`` with an API key and the deadlines given (``GROUNDING_MODEL_TIMEOUT``,
-``GROUNDING_SEARCH_TIMEOUT``, ``GROUNDING_PAGE_TIMEOUT``,
-``GROUNDING_STREAM_IDLE_TIMEOUT``). Three parts:
+serve`` with an API key and the deadlines given (``GROUNDING_SEARCH_TIMEOUT``,
+``GROUNDING_PAGE_TIMEOUT``, ``GROUNDING_STREAM_IDLE_TIMEOUT``; the model's is
+each request's own ``timeout`` where a model fault is tested, so the valid
+requests of the sweep keep the default 120 s on a loaded machine). Three parts:
 
 1. **Bad-input sweep.** Every value of a valid grounded request (every key and
    index, nested ones too) and every field of ``ChatRequest``'s JSON schema
@@ -302,7 +303,8 @@ def _clean(which: str, status: int, error: dict | None, metadata: dict | None, t
     return bool(warned), f"200, warning: {warned[0][:70] if warned else 'none'}"
 
 
-def fault_sweep(fakes: FaultFakes, url: str, key: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+def fault_sweep(fakes: FaultFakes, url: str, key: str, model_deadline: float, *,
+                limit: int | None = None) -> list[dict[str, Any]]:
     import httpx
 
     from benchmarks.common import progress
@@ -321,6 +323,8 @@ def fault_sweep(fakes: FaultFakes, url: str, key: str, *, limit: int | None = No
                                     "messages": [{"role": "user", "content": QUESTION}]}
             if fake != "llm":
                 body["web_search"] = {"engine": "tavily" if upstream == "tavily" else "searxng", "max_results": 2}
+            else:
+                body["timeout"] = model_deadline
             fakes.reset()
             fakes.fault(fake, fault)
             try:
@@ -340,9 +344,10 @@ def silent_costs(fakes: FaultFakes, url: str, key: str, deadlines: dict[str, flo
 
     from benchmarks.common import progress
 
+    model = {"timeout": deadlines["model"]}
     cases = [
-        ("model, not streamed", "llm", {"stream": False}, deadlines["model"]),
-        ("model, streamed (first token)", "llm", {"stream": True}, deadlines["model"]),
+        ("model, not streamed", "llm", {"stream": False, **model}, deadlines["model"]),
+        ("model, streamed (first token)", "llm", {"stream": True, **model}, deadlines["model"]),
         ("search engine searxng (GET)", "search", {"web_search": {"engine": "searxng"}}, deadlines["search"]),
         ("search engine tavily (POST)", "search", {"web_search": {"engine": "tavily"}}, deadlines["search"]),
         ("every page", "web", {"web_search": {"engine": "searxng", "max_results": 3}}, deadlines["page"]),
@@ -439,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks hardening", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs per silent upstream (default 3)")
-    ap.add_argument("--model-deadline", type=float, default=4.0)
+    ap.add_argument("--model-deadline", type=float, default=4.0,
+                    help="seconds: the model's deadline (the request's timeout) where a model fault is tested")
     ap.add_argument("--search-deadline", type=float, default=2.0)
     ap.add_argument("--page-deadline", type=float, default=2.0)
     ap.add_argument("--stream-idle", type=float, default=4.0)
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     key = "sk-hardening-" + secrets.token_hex(16)
     env = {**fakes.env, "GROUNDING_ALLOW_PRIVATE_NETWORKS": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "GROUNDING_API_KEYS": "", "GROUNDING_ADMIN_KEYS": "", "GROUNDING_MODEL": MODEL,
-           "GROUNDING_MODEL_TIMEOUT": str(args.model_deadline), "GROUNDING_SEARCH_TIMEOUT": str(args.search_deadline),
+           "GROUNDING_SEARCH_TIMEOUT": str(args.search_deadline),
            "GROUNDING_PAGE_TIMEOUT": str(args.page_deadline), "GROUNDING_STREAM_IDLE_TIMEOUT": str(args.stream_idle)}
     try:
         with ServeProcess(server_config(fakes.llm_url, folder, key), env=env, start_timeout=120) as server:
@@ -470,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             bad = sweep(url, key, inputs)
             abuse = [{"case": label, "answer": answer.split(b"\r\n", 1)[0].decode("latin-1")}
                      for label, answer in connection_abuse(server.host, server.port, key)]
-            faults = fault_sweep(fakes, url, key, limit=args.limit)
+            faults = fault_sweep(fakes, url, key, args.model_deadline, limit=args.limit)
             silent = silent_costs(fakes, url, key, deadlines, runs)
         log = server.output
     finally:
