@@ -537,15 +537,16 @@ class ChatRequest(_Strict):
     def _consistent(self) -> "ChatRequest":
         if self.web_search is not None and self.web_search_options is not None:
             raise InvalidRequestError(
-                "set either web_search (the search tool loop) or web_search_options "
-                "(the provider's own search), not both",
+                "Set either web_search (the search tool loop) or web_search_options "
+                "(the provider's own search), not both.",
                 param="web_search",
             )
         if self.image_config is not None and "image" not in (self.modalities or []):
             raise InvalidRequestError("image_config needs 'image' in modalities, e.g. modalities=['image', 'text']",
                                       param="image_config")
         if (self.n or 1) > 1:
-            raise InvalidRequestError("n > 1 is not supported: send n requests instead", param="n")
+            raise InvalidRequestError("Invalid value for 'n': n > 1 is not supported, send n requests instead.",
+                                      param="n")
         for i, msg in enumerate(self.messages):
             if msg.get("role") in ("system", "developer", "user") and msg.get("content") is None:
                 raise InvalidRequestError(f"Missing required parameter: 'messages[{i}].content'.",
@@ -575,11 +576,12 @@ class ChatRequest(_Strict):
 def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -> None:
     if isinstance(choice, str):
         if choice == "required" and not tools:
-            raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
+            raise InvalidRequestError("Invalid value for 'tool_choice': 'required' needs tools.", param="tool_choice")
         return
     name = choice["function"]["name"]
     if name not in {t.function.name for t in tools or []}:
-        raise InvalidRequestError(f"tool_choice names {name!r}, which is not among tools", param="tool_choice")
+        raise InvalidRequestError(f"Invalid value for 'tool_choice': it names {name!r}, which is not among tools.",
+                              param="tool_choice")
 
 
 # --------------------------------------------------------------------------- decoding
@@ -700,7 +702,8 @@ def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -
     for key, value in (extra or {}).items():
         if key in _OWN_EXTRA_BODY:
             if key in data and data[key] is not None and data[key] != value:
-                raise InvalidRequestError(f"{key} is given both as an argument and in extra_body", param=key)
+                raise InvalidRequestError(f"Invalid value for '{key}': it is given both as an argument and in extra_body, "
+                                          "differently.", param=key)
             data[key] = value
         else:
             passthrough[key] = value
