@@ -120,7 +120,7 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         if live and held and not out.calls:
             out.streamed += held
             yield ContentDelta(held)
-    if not out.content and not out.calls:
+    if not out.content and not out.calls and not out.images:
         session.warn(f"{session.target.name} returned an empty answer (finish_reason: {out.finish_reason})")
     session.usage.add(usage)
     if usage is not None:
