@@ -250,8 +250,10 @@ class TextPart(_Strict):
     cache_control: dict[str, Any] | None = None
 
 
+# Media parts: their shape here; what they hold (a URL or base64, the type, the size)
+# is checked by grounding.media, which names the part.
 class ImageURL(_Strict):
-    url: NonEmptyStr
+    url: str
     detail: Literal["auto", "low", "high"] | None = None
     format: str | None = None
 
@@ -263,8 +265,8 @@ class ImagePart(_Strict):
 
 
 class InputAudio(_Strict):
-    data: NonEmptyStr
-    format: Literal["wav", "mp3"]
+    data: str | None = None
+    format: str | None = None
 
 
 class AudioPart(_Strict):
@@ -817,7 +819,7 @@ def _from_validation(exc: ValidationError, data: dict[str, Any]) -> InvalidReque
     group = [p[3] for p in placed if p[1] == param]
     kind = error["type"]
     if kind == "extra_forbidden":
-        message = f"Unknown parameter: '{param}'."
+        message = f"This request has an unknown parameter: '{param}'."
     elif kind in ("missing", "union_tag_not_found"):
         message = f"Missing required parameter: '{param}'."
     elif kind == "union_tag_invalid":
