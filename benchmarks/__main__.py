@@ -71,6 +71,12 @@ BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
     Bench("offline", "benchmarks.offline",
           "the offline default (local model + local index): time to first token and to the whole answer",
           ("--limit", "1")),
+    Bench("soak", "benchmarks.soak",
+          "thousands of grounded requests through `grounding serve`: errors, RSS and open files start vs end",
+          ("--limit", "20")),
+    Bench("hardening", "benchmarks.hardening",
+          "bad inputs and misbehaving upstreams against `grounding serve`: 5xx seen, faults handled, "
+          "what a silent model, engine or page costs", ("--limit", "1")),
 )}
 
 #: Extra runs ``all`` makes: (label, benchmark, arguments).

@@ -30,6 +30,9 @@ class GroundingError(Exception):
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
+        from .redact import redact
+
+        message = redact(message)  # no configured secret ever leaves in an error
         super().__init__(message)
         self.message = message
         self.param = param

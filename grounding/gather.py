@@ -126,6 +126,7 @@ class Gatherer:
                     if key not in recorded:
                         recorded.add(key)
                         s.meta.sources.append(info)
+                        s.warn(f"page {info.url} could not be read: {info.error}")
                     continue
                 src = Source(len(s.sources) + 1, info.url, info.title, text, full_text=text,
                              aliases=(info.final_url,) if info.final_url and info.final_url != info.url else ())

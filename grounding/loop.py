@@ -20,6 +20,7 @@ from providers.fetch import Fetcher
 from providers.search import NATIVE, default_engine_name, get_engine
 
 from .capabilities import check_request, check_targets
+from .deadlines import deadlines
 from .errors import GroundingError, OutputValidationError
 from .events import ContentDelta, Done, Started
 from .finish import finish
@@ -29,6 +30,7 @@ from .native import (DOMAIN_FILTER_PROVIDERS, NativeResult, check_native, native
                      supports_native_search)
 from .native import native_scope as native_scope_info
 from .prompts import SEARCH_TOOL_NAME, search_tool, system_prompt
+from .redact import scrub, scrub_model
 from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearch, WebSearchOptions
 from .response import Metadata, StructuredInfo, Usage, new_id
 from .routing.attempts import Attempts
@@ -66,14 +68,17 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
     # Input media: checked, and fetched safely for the targets that cannot take URLs (400s come here).
     attempts.adapt = (await prepare_media(req.messages, attempts.targets)).adapt
     yield Started(session.id, attempts.current.name, session.created)
+    secrets = [req.api_key, *(req.extra_headers or {}).values()]
     try:
         async for event in session.events():
+            if isinstance(event, Done):  # what leaves the library: no configured secret in it
+                scrub_model(event.completion.metadata, secrets)
             yield event
     except GroundingError as exc:
         # What was searched and fetched before the failure, for the caller's logs.
         session.meta.total_duration_ms = round((time.perf_counter() - t0) * 1000, 1)
         session.sync_routing()
-        exc.metadata = session.meta.to_dict()
+        exc.metadata = scrub(session.meta.to_dict(), secrets)
         raise
 
 
@@ -172,7 +177,7 @@ class Session:
         emitted = ""
         # Room for every page of a step (several queries' worth) without queueing.
         # (A malformed proxy in the environment is an InvalidRequestError naming it.)
-        async with Fetcher(concurrency=max(8, 2 * ws.max_results)) as fetcher:
+        async with Fetcher(concurrency=max(8, 2 * ws.max_results), timeout=deadlines().page) as fetcher:
             gatherer = Gatherer(self, engine, fetcher)
             steps = 0
             while True:

@@ -1,29 +1,45 @@
-"""The request: OpenAI chat-completion arguments plus ``web_search``, validated.
+"""The request: OpenAI chat-completion arguments plus ``web_search``, decoded and validated.
 
-:func:`parse_request` takes the keyword arguments a caller passes to
-``grounding.completion`` (the same as the OpenAI SDK's
-``chat.completions.create``, plus ``web_search``, also accepted inside
-``extra_body`` as the SDK sends it) and returns a :class:`ChatRequest`, or
-raises :class:`~grounding.errors.InvalidRequestError` naming the first bad
-field.
+One place decides what a request may hold, for the HTTP server and the
+Python API alike:
+
+- :func:`decode_body` turns an HTTP body into a JSON object (invalid JSON,
+  invalid UTF-8, ``NaN``/``Infinity`` and nesting deeper than the recursion
+  limit are 400s, never a ``RecursionError``);
+- :func:`check_json` walks the whole decoded value, every string of every
+  field (including fields added later): nesting at most :data:`MAX_DEPTH`
+  levels, no lone surrogate (``"\\ud800"``) in any string or key, finite
+  numbers, JSON types only (a pydantic object becomes its dict);
+- :func:`parse_request` then validates every field against the
+  :class:`ChatRequest` model (strict types, so ``"5"`` is not an integer;
+  messages, content parts, tools and ``tool_choice`` have models of their
+  own) and returns it, or raises :class:`~grounding.errors.InvalidRequestError`
+  naming the first bad field in ``param`` with one sentence in OpenAI's style
+  (``Invalid type for 'messages[0].content': expected a string or an array,
+  but got an integer.``).
+
+The server calls :func:`decode_body` then :func:`parse_request`; the Python
+API calls :func:`parse_request`, which runs :func:`check_json` itself.
 """
 from __future__ import annotations
 
+import json
+import math
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, WrapValidator,
+                      field_validator, model_validator)
 
 from .errors import InvalidRequestError
 
 if TYPE_CHECKING:  # pragma: no cover
     from providers.search import SearchOptions
 
-__all__ = ["WebSearch", "ChatRequest", "CitationOptions", "parse_request", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS",
-           "ProviderPrefs", "FallbackPrefs", "Reasoning", "parse_duration"]
+__all__ = ["WebSearch", "ChatRequest", "CitationOptions", "parse_request", "decode_body", "decode_json", "check_json",
+           "MAX_DEPTH", "SAMPLING_FIELDS", "SEARCH_TURN_FIELDS", "ProviderPrefs", "FallbackPrefs", "Reasoning",
+           "parse_duration"]
 
-_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-_PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: Fields passed through to the model on the answer turn (and on search turns
@@ -42,7 +58,15 @@ Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors, and types are strict: ``"5"`` is not an integer, ``1`` not a boolean."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Open(BaseModel):
+    """Strict types, unknown keys kept (passed on to the provider)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class WebSearch(_Strict):
@@ -190,18 +214,155 @@ class FallbackPrefs(_Strict):
         return seconds
 
 
-class Reasoning(BaseModel):
+class Reasoning(_Open):
     """``reasoning = {effort}`` (overrides ``reasoning_effort``)."""
 
-    model_config = ConfigDict(extra="allow")
     effort: Effort | None = None
     max_tokens: int | None = Field(None, ge=1)
     exclude: bool | None = None
     enabled: bool | None = None
 
 
-class FunctionDef(BaseModel):
-    model_config = ConfigDict(extra="allow")
+
+def _keep_input(value: Any, handler: Any) -> Any:
+    """Validate ``value`` against the annotated model, but keep the caller's
+    JSON as it was (it goes to litellm as given)."""
+    handler(value)
+    return value
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+#: Checked against the annotated type, kept (and dumped) as the caller's plain JSON.
+_KEEP = (WrapValidator(_keep_input), PlainSerializer(_as_is))
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+    cache_control: dict[str, Any] | None = None
+
+
+# Media parts: their shape here; what they hold (a URL or base64, the type, the size)
+# is checked by grounding.media, which names the part.
+class ImageURL(_Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+    format: str | None = None
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+    cache_control: dict[str, Any] | None = None
+
+
+class InputAudio(_Strict):
+    data: str | None = None
+    format: str | None = None
+
+
+class AudioPart(_Strict):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+    cache_control: dict[str, Any] | None = None
+
+
+class FileRef(_Strict):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    format: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "FileRef":
+        if not (self.file_data or self.file_id):
+            raise ValueError("give file_data or file_id")
+        return self
+
+
+class FilePart(_Strict):
+    type: Literal["file"]
+    file: FileRef
+    cache_control: dict[str, Any] | None = None
+
+
+class RefusalPart(_Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")]
+AssistantPart = Annotated[Union[TextPart, RefusalPart], Field(discriminator="type")]
+
+
+class FunctionCallParam(_Strict):
+    name: NonEmptyStr
+    arguments: str
+
+
+class ToolCallParam(_Strict):
+    id: NonEmptyStr
+    type: Literal["function"] = "function"
+    function: FunctionCallParam
+
+
+class _Message(_Strict):
+    name: str | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class SystemMessage(_Message):
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+
+
+class UserMessage(_Message):
+    role: Literal["user"]
+    content: str | list[ContentPart]
+
+
+class AssistantMessage(_Message):
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+    function_call: FunctionCallParam | None = None
+    audio: dict[str, Any] | None = None
+    #: What this library's own responses carry, so an answer can be sent back as history.
+    annotations: list[dict[str, Any]] | None = None
+    reasoning_content: str | None = None
+    thinking_blocks: list[dict[str, Any]] | None = None
+
+
+class ToolMessage(_Message):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: NonEmptyStr
+
+
+class FunctionMessage(_Message):
+    role: Literal["function"]
+    name: NonEmptyStr
+    content: str | None
+
+
+ChatMessage = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage, FunctionMessage],
+                        Field(discriminator="role")]
+
+
+# --------------------------------------------------------------------------- tools
+
+
+class FunctionDef(_Strict):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -220,19 +381,34 @@ class Tool(_Strict):
     function: FunctionDef
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class NamedFunction(_Strict):
+    name: NonEmptyStr
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class StreamOptions(_Open):
     include_usage: bool | None = None
 
 
-class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class JSONSchemaFormat(_Open):
+    name: NonEmptyStr
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
+    #: Checked against :class:`JSONSchemaFormat`, kept as the caller's dict (``schema`` and all).
+    json_schema: Annotated[JSONSchemaFormat | None, *_KEEP] = None
 
     @model_validator(mode="after")
     def _schema_present(self) -> "ResponseFormat":
-        if self.type == "json_schema" and not (self.json_schema and self.json_schema.get("name")):
+        if self.type == "json_schema" and self.json_schema is None:
             raise ValueError("json_schema needs a json_schema object with a name")
         return self
 
@@ -246,11 +422,21 @@ class ResponseFormat(BaseModel):
         return self
 
 
-class ChatRequest(_Strict):
-    """One chat-completion request, validated. Unknown fields are rejected."""
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
 
-    model: str = Field(min_length=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
+
+class ChatRequest(_Strict):
+    """One chat-completion request, validated. Unknown fields are rejected.
+
+    ``messages`` and ``tool_choice`` are checked against their models but kept
+    as the caller's plain JSON (they go to litellm as given).
+    """
+
+    model: str = Field(min_length=1, description="a model id, 'provider/model', 'auto' or 'router/<name>'")
+    messages: Annotated[list[ChatMessage], *_KEEP] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -259,7 +445,7 @@ class ChatRequest(_Strict):
     max_completion_tokens: int | None = Field(None, ge=1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-2**63, le=2**63 - 1)
     stop: str | list[str] | None = None
     logit_bias: dict[str, int] | None = None
     logprobs: bool | None = None
@@ -268,7 +454,7 @@ class ChatRequest(_Strict):
     reasoning_effort: Effort | None = None
     user: str | None = None
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: Annotated[Literal["none", "auto", "required"] | NamedToolChoice | None, *_KEEP] = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     modalities: list[Literal["text", "audio", "image"]] | None = None
@@ -298,7 +484,7 @@ class ChatRequest(_Strict):
         return value
 
     # Routing (the model router's extensions; also accepted inside extra_body).
-    models: list[str] | None = Field(None, min_length=1, description="fallback chain, or the pool for model='auto'")
+    models: list[NonEmptyStr] | None = Field(None, min_length=1, description="fallback chain, or the pool for model='auto'")
     ignore: list[str] | None = None
     sort: list[str] | None = None
     provider: ProviderPrefs | None = None
@@ -307,10 +493,13 @@ class ChatRequest(_Strict):
     # Not OpenAI fields: where the model is and how to reach it (litellm's names).
     api_base: str | None = None
     api_key: str | None = Field(None, repr=False)
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, ge=1, le=3600, description="seconds: the deadline of each model call "
+                                  "(default $GROUNDING_MODEL_TIMEOUT, 120 s)")
     extra_headers: dict[str, str] | None = None
     #: extra_body keys this library does not own, passed to the provider as is.
     extra_body: dict[str, Any] | None = None
+
+    _blank_model = field_validator("model")(_not_blank)
 
     @field_validator("sort", mode="before")
     @classmethod
@@ -347,26 +536,24 @@ class ChatRequest(_Strict):
                 raise ValueError(f"bias for token {token} must be between -100 and 100")
         return value
 
-    @field_validator("messages")
-    @classmethod
-    def _messages(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, msg in enumerate(messages):
-            _check_message(i, msg)
-        return messages
-
     @model_validator(mode="after")
     def _consistent(self) -> "ChatRequest":
         if self.web_search is not None and self.web_search_options is not None:
             raise InvalidRequestError(
-                "set either web_search (the search tool loop) or web_search_options "
-                "(the provider's own search), not both",
+                "Set either web_search (the search tool loop) or web_search_options "
+                "(the provider's own search), not both.",
                 param="web_search",
             )
         if self.image_config is not None and "image" not in (self.modalities or []):
             raise InvalidRequestError("image_config needs 'image' in modalities, e.g. modalities=['image', 'text']",
                                       param="image_config")
         if (self.n or 1) > 1:
-            raise InvalidRequestError("n > 1 is not supported: send n requests instead", param="n")
+            raise InvalidRequestError("Invalid value for 'n': n > 1 is not supported, send n requests instead.",
+                                      param="n")
+        for i, msg in enumerate(self.messages):
+            if msg.get("role") in ("system", "developer", "user") and msg.get("content") is None:
+                raise InvalidRequestError(f"Missing required parameter: 'messages[{i}].content'.",
+                                          param=f"messages[{i}].content")
         if self.tool_choice is not None:
             _check_tool_choice(self.tool_choice, self.tools)
         return self
@@ -389,46 +576,110 @@ class ChatRequest(_Strict):
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
-def _check_message(i: int, msg: Any) -> None:
-    where = f"messages[{i}]"
-    if not isinstance(msg, dict):
-        raise InvalidRequestError(f"{where} must be an object with a role", param=where)
-    role = msg.get("role")
-    if role not in _ROLES:
-        raise InvalidRequestError(
-            f"{where}.role must be one of {', '.join(sorted(_ROLES))}, not {role!r}", param=f"{where}.role"
-        )
-    content = msg.get("content")
-    if content is None:
-        if role in {"user", "system", "developer"}:
-            raise InvalidRequestError(f"{where}.content is required for role {role}", param=f"{where}.content")
-    elif isinstance(content, list):
-        for j, part in enumerate(content):
-            ptype = part.get("type") if isinstance(part, dict) else None
-            if ptype not in _PART_TYPES:
-                raise InvalidRequestError(
-                    f"{where}.content[{j}].type must be one of {', '.join(sorted(_PART_TYPES))}",
-                    param=f"{where}.content[{j}].type",
-                )
-    elif not isinstance(content, str):
-        raise InvalidRequestError(f"{where}.content must be a string or a list of parts", param=f"{where}.content")
-    if role == "tool" and not msg.get("tool_call_id"):
-        raise InvalidRequestError(f"{where}.tool_call_id is required for role tool", param=f"{where}.tool_call_id")
-
-
 def _check_tool_choice(choice: str | dict[str, Any], tools: list[Tool] | None) -> None:
     if isinstance(choice, str):
         if choice == "required" and not tools:
-            raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
+            raise InvalidRequestError("Invalid value for 'tool_choice': 'required' needs tools.", param="tool_choice")
         return
-    name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
-    if not name:
-        raise InvalidRequestError(
-            "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}",
-            param="tool_choice",
-        )
+    name = choice["function"]["name"]
     if name not in {t.function.name for t in tools or []}:
-        raise InvalidRequestError(f"tool_choice names {name!r}, which is not among tools", param="tool_choice")
+        raise InvalidRequestError(f"Invalid value for 'tool_choice': it names {name!r}, which is not among tools.",
+                              param="tool_choice")
+
+
+# --------------------------------------------------------------------------- decoding
+
+#: The deepest nesting of arrays and objects a request may have (the body itself is level 1).
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse JSON text (UTF-8, -16 or -32 bytes, or str): :class:`InvalidRequestError` if it is not JSON.
+
+    ``NaN`` and ``Infinity`` are refused; nesting too deep for the parser is
+    refused as such, not as a crash."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _too_deep("request") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InvalidRequestError(f"The request body is not valid JSON: {first}.", code="invalid_json") from None
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """An HTTP request body as a checked JSON object (see :func:`check_json`)."""
+    if not raw.strip():
+        raise InvalidRequestError("The request body is empty: send a JSON object.", code="invalid_json")
+    data = decode_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"The request body must be a JSON object, not {_noun(data)}.", code="invalid_json")
+    return check_json(data)
+
+
+def check_json(value: Any, where: str = "") -> Any:
+    """``value`` as plain JSON, checked everywhere: every string and key valid
+    Unicode (no lone surrogate), every number finite, nesting at most
+    :data:`MAX_DEPTH` levels, only JSON types (pydantic objects become their
+    dicts, tuples lists). Raises :class:`InvalidRequestError` naming the path."""
+    return _walk(value, where, 1)
+
+
+def _walk(value: Any, where: str, depth: int) -> Any:
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise _surrogate(where or "request", value)
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequestError(f"Invalid value for '{where or 'request'}': numbers must be finite, "
+                                      f"not {value}.", param=where or None)
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise _too_deep(where or "request")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidRequestError(f"Invalid type for '{where or 'request'}': object keys must be strings, "
+                                          f"not {_noun(key)}.", param=where or None)
+            path = f"{where}.{key}" if where else key
+            if _SURROGATE.search(key):
+                raise _surrogate(where or "request", key, key=True)
+            out[key] = _walk(item, path, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        if depth > MAX_DEPTH:
+            raise _too_deep(where or "request")
+        return [_walk(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise InvalidRequestError(f"Invalid type for '{where or 'request'}': expected a JSON value, "
+                              f"but got a {type(value).__name__}.", param=where or None)
+
+
+def _too_deep(where: str) -> InvalidRequestError:
+    if where == "request":
+        return InvalidRequestError(f"The request is nested too deeply: at most {MAX_DEPTH} levels of arrays and "
+                                   "objects.", code="invalid_json")
+    return InvalidRequestError(f"Invalid value for '{where}': it is nested too deeply (at most {MAX_DEPTH} levels "
+                               "of arrays and objects in the request).", param=where, code="invalid_json")
+
+
+def _surrogate(where: str, text: str, *, key: bool = False) -> InvalidRequestError:
+    char = _SURROGATE.search(text)
+    assert char is not None
+    what = "an object key" if key else "the string"
+    return InvalidRequestError(f"Invalid value for '{where}': {what} contains a lone surrogate "
+                               f"(U+{ord(char.group()):04X}), which is not valid Unicode.",
+                               param=None if where == "request" else where)
 
 
 #: extra_body keys that are this library's own fields (merged into the request).
@@ -439,61 +690,157 @@ _OWN_EXTRA_BODY = {"web_search", "web_search_options", "models", "ignore", "sort
 def parse_request(kwargs: dict[str, Any], *, default_model: str | None = None) -> ChatRequest:
     """Validate completion keyword arguments into a :class:`ChatRequest`.
 
-    ``extra_body`` keys this library owns (``web_search``...) are merged into
-    the request; the rest stay in ``extra_body`` for the provider. Raises
+    Every value is checked by :func:`check_json` first. ``extra_body`` keys
+    this library owns (``web_search``...) are merged into the request; the
+    rest stay in ``extra_body`` for the provider. ``model`` absent or None
+    takes ``models[0]``, else ``default_model``. Raises
     :class:`InvalidRequestError` with ``param`` set to the offending field.
     """
-    data = dict(kwargs)
+    data = check_json(dict(kwargs))
     extra = data.pop("extra_body", None)
     if extra is not None and not isinstance(extra, dict):
-        raise InvalidRequestError("extra_body must be an object", param="extra_body")
+        raise InvalidRequestError(f"Invalid type for 'extra_body': expected an object, but got {_noun(extra)}.",
+                                  param="extra_body")
     passthrough: dict[str, Any] = {}
     for key, value in (extra or {}).items():
         if key in _OWN_EXTRA_BODY:
             if key in data and data[key] is not None and data[key] != value:
-                raise InvalidRequestError(f"{key} is given both as an argument and in extra_body", param=key)
+                raise InvalidRequestError(f"Invalid value for '{key}': it is given both as an argument and in extra_body, "
+                                          "differently.", param=key)
             data[key] = value
         else:
             passthrough[key] = value
     if passthrough:
         data["extra_body"] = passthrough
-    if not data.get("model") and isinstance(data.get("models"), list) and data["models"]:
-        data["model"] = data["models"][0]
-    if not data.get("model") and default_model:
+    models = data.get("models")
+    if data.get("model") is None and isinstance(models, list) and models and isinstance(models[0], str):
+        data["model"] = models[0]
+    if data.get("model") is None and default_model:
         data["model"] = default_model
+    data = {k: v for k, v in data.items() if not (k == "model" and v is None)}
     try:
         return ChatRequest.model_validate(data)
     except InvalidRequestError:
         raise
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise _from_validation(exc, data) from None
 
 
-def _from_validation(exc: ValidationError) -> InvalidRequestError:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    inner = (first.get("ctx") or {}).get("error")
-    if isinstance(inner, InvalidRequestError):
-        return inner
-    param = _dotted(first["loc"])
-    if first["type"] == "extra_forbidden":
-        message = f"unknown parameter {param!r}"
-    elif first["type"] == "missing":
-        message = f"missing required parameter {param!r}"
-    else:
-        message = f"{param}: {first['msg']}"
-        if "input" in first and not isinstance(first["input"], (dict, list)):
-            message += f" (got {first['input']!r})"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return InvalidRequestError(message, param=param)
+# --------------------------------------------------------------------------- error messages
+
+_TYPE_NOUNS = {
+    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "bool_type": "a boolean", "list_type": "an array", "tuple_type": "an array",
+    "dict_type": "an object", "model_type": "an object", "model_attributes_type": "an object",
+    "dataclass_type": "an object", "none_required": "null",
+}
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
+def _noun(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resolve(loc: tuple[Any, ...], data: Any, *, missing: bool) -> tuple[str, list[Any], Any]:
+    """The dotted ``param`` of an error's ``loc``, guided by the data itself: a
+    segment that is not a key or index of the value at that point is a
+    pydantic union-branch label (``'user'``, ``'str'``, ``'list[...]'``) and is
+    dropped. A missing field's name (the last segment) is kept."""
+    path: list[Any] = []
+    node = data
+    for i, seg in enumerate(loc):
+        if isinstance(seg, int) and isinstance(node, list) and 0 <= seg < len(node):
+            path.append(seg)
+            node = node[seg]
+        elif isinstance(seg, str) and isinstance(node, dict) and seg in node:
+            path.append(seg)
+            node = node[seg]
+        elif missing and i == len(loc) - 1 and isinstance(node, dict):
+            path.append(seg)
+            node = None
+    return _dotted(path), path, node
+
+
+def _dotted(path: list[Any]) -> str:
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not str(part).startswith(("function-", "literal[", "str", "dict[", "list[")):
-            out += ("." if out else "") + str(part)
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out or "request"
+
+
+def _expected(error: dict[str, Any]) -> str | None:
+    if error["type"] in _TYPE_NOUNS:
+        return _TYPE_NOUNS[error["type"]]
+    if error["type"] == "literal_error":
+        return "one of " + str(error["ctx"]["expected"]).replace("' or '", "', '")
+    return None
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def _from_validation(exc: ValidationError, data: dict[str, Any]) -> InvalidRequestError:
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        inner = (error.get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidRequestError):
+            return inner
+    # The most specific error wins (the branch of a union the caller meant);
+    # errors at the same place are alternatives of one union.
+    placed = []
+    for error in errors:
+        missing = error["type"] in ("missing", "union_tag_not_found")
+        param, path, node = _resolve(error["loc"], data, missing=missing)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            param = _dotted([*path, error["ctx"]["discriminator"].strip("'")])
+        placed.append((len(path), param, node, error))
+    depth = max(p[0] for p in placed)
+    first = next(p for p in placed if p[0] == depth)
+    _, param, node, error = first
+    group = [p[3] for p in placed if p[1] == param]
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = f"This request has an unknown parameter: '{param}'."
+    elif kind in ("missing", "union_tag_not_found"):
+        message = f"Missing required parameter: '{param}'."
+    elif kind == "union_tag_invalid":
+        ctx = error["ctx"]
+        message = f"Invalid value for '{param}': expected one of {ctx['expected_tags']}, but got {_short(ctx['tag'])}."
+    elif all(_expected(e) for e in group):
+        wanted = []
+        for e in group:
+            if _expected(e) not in wanted:
+                wanted.append(_expected(e))
+        is_type = all(e["type"] in _TYPE_NOUNS for e in group) or isinstance(node, (dict, list))
+        got = _noun(node) if is_type else _short(node)
+        expected = " or ".join(wanted) if len(wanted) < 3 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
+        message = f"Invalid {'type' if is_type else 'value'} for '{param}': expected {expected}, but got {got}."
+    elif kind == "value_error":
+        message = f"Invalid value for '{param}': {_sentence(str(error['ctx']['error']))}"
+    else:
+        text = re.sub(r"^(Input|List|String|Value|Dictionary|Object|Tuple|Set) should", "must", error["msg"])
+        text = text.replace(" after validation", "")
+        if node is not None and not isinstance(node, (dict, list)) and kind not in ("string_too_long",):
+            text += f" (got {_short(node)})"
+        message = f"Invalid value for '{param}': {_sentence(text)}"
+    return InvalidRequestError(message, param=param if param != "request" else None)

@@ -108,13 +108,20 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         except GroundingError:
             raise
         except Exception as exc:
-            raise llm.to_grounding_error(exc, model=session.target.name) from exc
+            raise llm.to_grounding_error(exc, model=session.target.name, secrets=[session.target.api_key or ""]) from exc
+        finally:
+            await stream.aclose()
+        if stream.cut_short:
+            session.warn(f"the stream from {session.target.name} ended without a finish reason: "
+                         "the answer may be cut short")
         out.content = "".join(pieces)
         session.add_cost(costs.stream_cost(session.target.litellm_model, chunks))
         out.calls = [Call(c["id"] or f"call_{i}", c["name"], c["arguments"]) for i, c in sorted(calls.items())]
         if live and held and not out.calls:
             out.streamed += held
             yield ContentDelta(held)
+    if not out.content and not out.calls and not out.images:
+        session.warn(f"{session.target.name} returned an empty answer (finish_reason: {out.finish_reason})")
     session.usage.add(usage)
     if usage is not None:
         info.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)

@@ -33,6 +33,8 @@ __all__ = [
     "engine_names",
     "canonical_engine_name",
     "default_engine_name",
+    "run_search",
+    "secret_env_vars",
 ]
 
 
@@ -131,18 +133,47 @@ def engine_applies(engine: Any, options: SearchOptions) -> frozenset[str]:
     return frozenset(declared or ()) & frozenset(options.set_fields())
 
 
-async def run_search(engine: Any, query: str, max_results: int, options: SearchOptions | None = None
-                     ) -> list[SearchHit]:
-    """``engine.search``, with ``options`` when the engine takes them (two-argument engines
-    get just the query). The hits come back as the engine gave them: enforce the
-    domain filters with :meth:`SearchOptions.allows` (engines approximate them)."""
-    if options and _takes_options(engine):
-        return list(await engine.search(query, max_results, options=options))
-    return list(await engine.search(query, max_results))
-
-
 class SearchEngineError(Exception):
-    """A search failed; the message says why in a few words (shown to users)."""
+    """A search failed; the message says why in a few words (shown to users).
+
+    Every configured secret (:mod:`grounding.redact`), and ``secrets``, is
+    removed from the message: an API's error text may quote its key."""
+
+    def __init__(self, message: str, *, secrets: tuple[str | None, ...] = ()) -> None:
+        from grounding.redact import redact
+
+        super().__init__(redact(message, secrets))
+
+
+async def run_search(engine: Any, query: str, max_results: int, options: SearchOptions | None = None, *,
+                     timeout: float | None = None) -> list[SearchHit]:
+    """``engine.search``, with ``options`` when the engine takes them (two-argument engines
+    get just the query), within one deadline (``timeout``, default
+    ``$GROUNDING_SEARCH_TIMEOUT``, 15 s) enforced here whatever the engine's client
+    does: :class:`SearchEngineError` when it passes. An engine's ``prepare()``
+    (building an index, once) runs before the deadline starts. The hits come back
+    as the engine gave them: enforce the domain filters with
+    :meth:`SearchOptions.allows` (engines approximate them)."""
+    if timeout is None:
+        from grounding.deadlines import deadlines
+
+        timeout = deadlines().search
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None:
+        await prepare()
+    try:
+        async with asyncio.timeout(timeout):
+            if options and _takes_options(engine):
+                return list(await engine.search(query, max_results, options=options))
+            return list(await engine.search(query, max_results))
+    except TimeoutError:
+        raise SearchEngineError(f"{engine.name}: no answer within {timeout:g} s") from None
+
+
+def secret_env_vars() -> tuple[str, ...]:
+    """The environment variables holding search engines' credentials (for redaction)."""
+    return tuple(sorted({var for needed in _LITELLM_ENGINES.values() for var in needed
+                         if not var.endswith(("_API_BASE", "_ENGINE_ID"))}))
 
 
 # litellm's search providers this library exposes, with the env vars that make
@@ -184,11 +215,12 @@ class LitellmSearchEngine:
 
     ``api_key`` and ``api_base`` override litellm's env vars
     (``<PROVIDER>_API_KEY``, ``<PROVIDER>_API_BASE``). One retry on rate limits,
-    5xx and connection errors. :class:`SearchOptions` go through litellm's own
-    parameters where the provider has one: ``search_domain_filter`` for allowed
-    domains, the provider's own keyword for excluded ones (Tavily's
-    ``exclude_domains``, Exa's ``excludeDomains``, Perplexity's ``-domain``
-    entries), ``country``.
+    5xx and connection errors, within the search's one deadline (:func:`run_search`;
+    ``timeout`` is the HTTP client's, per operation). :class:`SearchOptions` go
+    through litellm's own parameters where the provider has one:
+    ``search_domain_filter`` for allowed domains, the provider's own keyword for
+    excluded ones (Tavily's ``exclude_domains``, Exa's ``excludeDomains``,
+    Perplexity's ``-domain`` entries), ``country``.
     """
 
     def __init__(self, provider: str, *, api_key: str | None = None, api_base: str | None = None,
@@ -198,6 +230,10 @@ class LitellmSearchEngine:
         self.api_base = api_base
         self.timeout = timeout
         self.retries = retries
+        if api_key:
+            from grounding.redact import register_secret
+
+            register_secret(api_key)
 
     @property
     def cache_id(self) -> str:
@@ -250,7 +286,7 @@ class LitellmSearchEngine:
                 status = getattr(exc, "status_code", None)
                 retryable = status in (429, 500, 502, 503, 504) or status is None and _is_connection_error(exc)
                 if attempt >= self.retries or not retryable:
-                    raise SearchEngineError(_describe(self.name, exc)) from exc
+                    raise SearchEngineError(_describe(self.name, exc), secrets=(self.api_key,)) from exc
                 attempt += 1
                 await asyncio.sleep(0.3 * attempt)
         hits = []
@@ -279,13 +315,19 @@ class LocalSearchEngine:
         self._index = None
         self._lock = asyncio.Lock()
 
+    async def prepare(self) -> None:
+        """Open (on first use, build) the index; outside the search deadline (:func:`run_search`)."""
+        await self._open()
+
     async def _open(self):
         async with self._lock:
             if self._index is None:
                 from .local_index import open_corpus
 
+                # Shielded: a request that gives up does not lose a build half done.
+                build = asyncio.ensure_future(asyncio.to_thread(open_corpus, self.corpus, self._progress))
                 try:
-                    self._index = await asyncio.to_thread(open_corpus, self.corpus, self._progress)
+                    self._index = await asyncio.shield(build)
                 except FileNotFoundError as exc:
                     raise SearchEngineError(f"local corpus not found: {exc}") from exc
         return self._index
@@ -376,9 +418,15 @@ def _is_connection_error(exc: Exception) -> bool:
 
 
 def _describe(engine: str, exc: Exception) -> str:
+    from grounding.llm import unreadable_answer
+
     status = getattr(exc, "status_code", None)
-    text = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    text = str(getattr(exc, "message", "") or exc).replace("litellm.", "").strip().splitlines()
     first = text[0][:200] if text else type(exc).__name__
+    if unreadable_answer(exc, first):  # litellm gives these a made-up status
+        return f"{engine}: the answer could not be read ({first})"
+    if status is not None and _is_connection_error(exc):  # litellm's made-up 500
+        return f"{engine}: {first}"
     if status == 429:
         return f"{engine}: rate limited (HTTP 429)"
     if status in (401, 403):

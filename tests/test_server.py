@@ -647,7 +647,7 @@ def test_upstream_failure_is_502(http, fakes):
 def test_upstream_timeout_is_504(http, fakes):
     fake_llm, _ = fakes
     fake_llm.latency_ms = 3000
-    err = error_of(post(http, {"model": "alpha/fake-direct", "messages": QUESTION, "timeout": 0.3}), 504)
+    err = error_of(post(http, {"model": "alpha/fake-direct", "messages": QUESTION, "timeout": 1}), 504)
     assert err["type"] == "timeout_error"
 
 

@@ -11,6 +11,14 @@ once: another provider would not fix them. Each try is recorded as an
 The last target has nothing to fall back to, so it keeps litellm's own
 retries and has no first-token limit; earlier ones get ``max_retries=0`` so a
 429 moves on at once instead of being retried in place.
+
+Every try has one deadline (:mod:`grounding.deadlines`: the whole call, or a
+stream's first token, then each gap between chunks), enforced here with
+``asyncio.timeout`` whatever litellm does, litellm's retries included. Every
+answer is checked for shape before use (:func:`check_response`,
+:func:`check_stream_start`): no choices, or an empty answer that no finish
+reason explains, is a failed try (retryable), never an ``IndexError`` or a
+silent empty answer.
 """
 from __future__ import annotations
 
@@ -19,11 +27,12 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from .. import llm
-from ..errors import GroundingError, RateLimitError, UpstreamError
+from ..deadlines import deadlines
+from ..errors import GroundingError, RateLimitError, UpstreamError, UpstreamTimeoutError
 from ..response import Attempt, ReasoningInfo
 from ..target import Target
 
-__all__ = ["Attempts", "is_retryable"]
+__all__ = ["Attempts", "ReplayStream", "is_retryable", "check_response", "check_stream_start"]
 
 
 def is_retryable(exc: GroundingError) -> bool:
@@ -32,14 +41,8 @@ def is_retryable(exc: GroundingError) -> bool:
 
 
 def _has_token(chunk: Any) -> bool:
-    for choice in getattr(chunk, "choices", None) or []:
-        delta = getattr(choice, "delta", None)
-        if delta is not None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)
-                                  or getattr(delta, "reasoning_content", None) or getattr(delta, "images", None)):
-            return True
-        if getattr(choice, "finish_reason", None):
-            return True
-    return False
+    """Content, a tool call, reasoning, an image, or the end (a finish reason)."""
+    return _has_content(chunk) or any(getattr(c, "finish_reason", None) for c in getattr(chunk, "choices", None) or [])
 
 
 class Attempts:
@@ -67,11 +70,23 @@ class Attempts:
     # -- one call ------------------------------------------------------------
 
     async def complete(self, params: dict[str, Any]) -> Any:
-        """A non-streamed call; returns litellm's response."""
+        """A non-streamed call; returns litellm's response, checked for shape.
+
+        Each try has one deadline (:mod:`grounding.deadlines`), enforced here
+        whatever litellm does; a response with no choice, or an empty answer
+        that does not say why, counts as a failed try."""
         for i, target, last in self._order():
             started = time.perf_counter()
+            kw = self._kwargs(target, params, last)
+            limit = self._deadline(target, params)
             try:
-                response = await llm.acompletion(**self._kwargs(target, params, last))
+                try:
+                    async with asyncio.timeout(limit):
+                        response = await llm.acompletion(**kw)
+                except TimeoutError:
+                    raise UpstreamTimeoutError(f"model {target.name}: no answer within {limit:g} s",
+                                               code="timeout") from None
+                check_response(response, target.name)
             except GroundingError as exc:
                 self._failed(target, exc, started)
                 if last or not is_retryable(exc):
@@ -81,51 +96,58 @@ class Attempts:
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def stream(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream(self, params: dict[str, Any]) -> "ReplayStream":
         """A streamed call; returns an iterator of chunks whose first token
-        has already arrived (so a fallback is still possible until then)."""
+        has already arrived (so a fallback is still possible until then).
+
+        The first token must come within the model's deadline (and, on a
+        target with a fallback after it, within ``ttft_timeout``); a stream
+        that ends with nothing in it (HTML or an empty body instead of
+        server-sent events) counts as a failed try."""
         for i, target, last in self._order():
             started = time.perf_counter()
             kw = self._kwargs(target, params, last) | {"stream": True, "stream_options": {"include_usage": True}}
-            limit = None if last else self.ttft_timeout
+            deadline = self._deadline(target, params)
+            ttft = None if last else self.ttft_timeout
+            limit = min(deadline, ttft) if ttft else deadline
             buffered: list[Any] = []
             stream: Any = None
             iterator: Any = None
             try:
-                async with asyncio.timeout(limit):
-                    stream = await llm.acompletion(**kw)
-                    iterator = stream.__aiter__()
-                    while True:
-                        try:
-                            chunk = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            iterator = None
-                            break
-                        buffered.append(chunk)
-                        if _has_token(chunk):
-                            break
-            except TimeoutError:
-                await _close(stream)
-                ms = round((limit or 0) * 1000)
-                self._failed(target, UpstreamError(f"no first token within {ms} ms", code="ttft_timeout"), started,
-                             status=504)
-                continue
+                try:
+                    async with asyncio.timeout(limit):
+                        stream = await llm.acompletion(**kw)
+                        iterator = stream.__aiter__()
+                        while True:
+                            try:
+                                chunk = await iterator.__anext__()
+                            except StopAsyncIteration:
+                                iterator = None
+                                break
+                            buffered.append(chunk)
+                            if _has_token(chunk):
+                                break
+                except TimeoutError:
+                    ms = round(limit * 1000)
+                    if ttft and limit == ttft:
+                        raise UpstreamTimeoutError(f"no first token within {ms} ms", code="ttft_timeout") from None
+                    raise UpstreamTimeoutError(f"model {target.name}: no first token within {limit:g} s",
+                                               code="timeout") from None
+                except GroundingError:
+                    raise
+                except Exception as exc:  # raised while reading the stream
+                    raise llm.to_grounding_error(exc, model=target.name, secrets=llm.call_secrets(kw)) from exc
+                check_stream_start(buffered, stream, target.name)
             except GroundingError as exc:
                 await _close(stream)
                 self._failed(target, exc, started)
                 if last or not is_retryable(exc):
                     raise
                 continue
-            except Exception as exc:  # raised while reading the stream
-                await _close(stream)
-                error = llm.to_grounding_error(exc, model=target.name)
-                self._failed(target, error, started)
-                if last or not is_retryable(error):
-                    raise error from exc
-                continue
-            ttft = round((time.perf_counter() - started) * 1000, 1)
-            self._succeeded(i, target, started, ttft=ttft)
-            return _replay(buffered, iterator, target)
+            ttft_ms = round((time.perf_counter() - started) * 1000, 1)
+            self._succeeded(i, target, started, ttft=ttft_ms)
+            return ReplayStream(buffered, iterator, stream, target, idle=deadlines().stream_idle,
+                                secrets=llm.call_secrets(kw))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def turn_done(self, *, duration_ms: float, ttft_ms: float | None, output_tokens: int | None) -> None:
@@ -140,10 +162,16 @@ class Attempts:
         order = list(range(self._index, len(self.targets)))
         return [(i, self.targets[i], i == order[-1]) for i in order]
 
+    @staticmethod
+    def _deadline(target: Target, params: dict[str, Any]) -> float:
+        return deadlines().for_model(target.provider, params.get("timeout"))
+
     def _kwargs(self, target: Target, params: dict[str, Any], last: bool) -> dict[str, Any]:
         kw = dict(params) | target.litellm_kwargs()
         if self.adapt is not None:
             kw = self.adapt(target, kw)
+        # litellm's HTTP client gives up at the same time as the deadline, not later.
+        kw["timeout"] = self._deadline(target, params)
         if not last:
             kw["max_retries"] = 0  # a 429 moves on to the next target instead of waiting here
         if self.effort is not None and _supports_reasoning(target):
@@ -186,18 +214,94 @@ def _supports_reasoning(target: Target) -> bool:
     return _REASONING_CACHE[model]
 
 
-async def _replay(buffered: list[Any], iterator: Any, target: Target) -> AsyncIterator[Any]:
-    for chunk in buffered:
-        yield chunk
-    if iterator is None:
+class ReplayStream:
+    """The chunks of a stream whose first token has arrived: the buffered ones,
+    then the rest, each within ``idle`` seconds of the one before
+    (:class:`~grounding.errors.UpstreamTimeoutError` if the stream stalls).
+
+    :attr:`cut_short` says, once it is exhausted, that the provider never sent
+    a finish reason (litellm makes one up): the answer may be incomplete."""
+
+    def __init__(self, buffered: list[Any], iterator: Any, stream: Any, target: Target, *, idle: float,
+                 secrets: list[str] | None = None) -> None:
+        self._buffered = list(buffered)
+        self._iterator = iterator
+        self._stream = stream
+        self._target = target
+        self._idle = idle
+        self._secrets = secrets
+        self.exhausted = False
+
+    def __aiter__(self) -> "ReplayStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._buffered:
+            return self._buffered.pop(0)
+        if self._iterator is None:
+            self.exhausted = True
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._idle):
+                return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            self.exhausted = True
+            raise
+        except TimeoutError:
+            await _close(self._stream)
+            raise UpstreamTimeoutError(f"model {self._target.name}: the stream stalled (no chunk for "
+                                       f"{self._idle:g} s)", code="stream_stalled") from None
+        except GroundingError:
+            raise
+        except Exception as exc:
+            raise llm.to_grounding_error(exc, model=self._target.name, secrets=self._secrets) from exc
+
+    @property
+    def cut_short(self) -> bool:
+        return self.exhausted and getattr(self._stream, "received_finish_reason", "unknown") is None
+
+    async def aclose(self) -> None:
+        await _close(self._stream)
+
+
+#: Finish reasons that explain an empty answer (the provider filtered it, or it ran out of tokens).
+_EXPLAINED_EMPTY = frozenset({"length", "content_filter"})
+
+
+def check_response(response: Any, model: str) -> None:
+    """A non-streamed response must have a choice with a message, and an answer
+    (text, tool calls or images) unless its finish reason explains why not."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise UpstreamError(f"model {model}: the response has no choices", code="empty_response")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise UpstreamError(f"model {model}: the response's choice has no message", code="empty_response")
+    if not (getattr(message, "content", None) or getattr(message, "tool_calls", None)
+            or getattr(message, "images", None) or getattr(choice, "finish_reason", None) in _EXPLAINED_EMPTY):
+        raise UpstreamError(f"model {model}: the answer is empty (no text and no tool call)", code="empty_response")
+
+
+def check_stream_start(buffered: list[Any], stream: Any, model: str) -> None:
+    """The start of a stream must hold content, a tool call or reasoning, or end
+    with a finish reason the provider itself sent that explains an empty answer."""
+    if any(_has_content(chunk) for chunk in buffered):
         return
-    try:
-        async for chunk in iterator:
-            yield chunk
-    except GroundingError:
-        raise
-    except Exception as exc:
-        raise llm.to_grounding_error(exc, model=target.name) from exc
+    received = getattr(stream, "received_finish_reason", None)
+    if received in _EXPLAINED_EMPTY:
+        return
+    raise UpstreamError(f"model {model}: the stream ended without any content (an empty body, or not "
+                        "server-sent events)", code="empty_response")
+
+
+def _has_content(chunk: Any) -> bool:
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        if delta is not None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)
+                                  or getattr(delta, "reasoning_content", None) or getattr(delta, "images", None)):
+            return True
+    return False
 
 
 async def _close(stream: Any) -> None:

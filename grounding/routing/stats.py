@@ -27,7 +27,6 @@ why in :attr:`RedisStats.degraded`, and tries Redis again after 30 s.
 """
 from __future__ import annotations
 
-import logging
 import statistics
 import threading
 import time
@@ -37,10 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import get_config
+from ..redact import get_logger
 
 __all__ = ["Stats", "RedisStats", "get_stats", "reset", "KEY_PREFIX"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Namespace of every Redis key this module writes.
 KEY_PREFIX = "grounding:stats:"

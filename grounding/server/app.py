@@ -11,6 +11,7 @@ Endpoints::
     PUT    /v1/routers/{name}     create or replace                         [write key]
     DELETE /v1/routers/{name}                                               [write key]
     GET    /health                no key needed
+    GET    /openapi.json          this API's OpenAPI 3.1 description (no key needed)
 
 Every failure is an OpenAI error body, ``{"error": {"message", "type",
 "param", "code"}}``, with its status; nothing answers a bare 500 with a
@@ -34,22 +35,24 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
 from ..config import Config, get_config, set_config
 from ..errors import AuthenticationError, GroundingError, InvalidRequestError, NotFoundError
-from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, Redactor, check_open_request
+from ..request import decode_body
+from ..redact import get_logger, install_filter, redact, register_secret, scrub
+from .auth import ApiKey, ClientAuthenticationError, KeyRing, PermissionDeniedError, check_open_request
 from .limits import (RETRY_AFTER_S, ConcurrencyLimiter, ConcurrencyLimitError, RequestTooLargeError, Slot,
                      declared_length, limit_receive, open_limiter)
 from .sse import ChunkStream, ClientDisconnected, encode, run_until_disconnect
 
 __all__ = ["create_app", "app_from_environment", "serve", "check_workers", "ServerState", "ConflictError"]
 
-log = logging.getLogger("grounding.server")
-access_log = logging.getLogger("grounding.server.access")
+log = get_logger("grounding.server")
+access_log = get_logger("grounding.server.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,7 +60,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Paths answered without a key.
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
 #: Request fields the server refuses: they would let a client point the
 #: server's provider keys at a host of its choosing (or reach internal hosts).
 #: Configure providers in the config file instead.
@@ -79,7 +82,6 @@ class ServerState:
 
     config: Config
     keys: KeyRing
-    redactor: Redactor
     limiter: ConcurrencyLimiter
     store: Any
     #: Routers of the config file (inline and router_files): read-only over HTTP.
@@ -105,7 +107,7 @@ def render_error(state: ServerState, exc: BaseException, *, method: str = "", pa
             headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="grounding"'))
-        return status, state.redactor.scrub(body), headers  # type: ignore[return-value]
+        return status, scrub(body), headers
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             message, code = f"Invalid URL ({method} {path})", "unknown_url"
@@ -113,11 +115,11 @@ def render_error(state: ServerState, exc: BaseException, *, method: str = "", pa
             message, code = f"Method {method} is not allowed on {path}", "method_not_allowed"
         else:
             message, code = str(exc.detail), None
-        body = {"error": {"message": state.redactor(message), "type": "invalid_request_error",
+        body = {"error": {"message": redact(message), "type": "invalid_request_error",
                           "param": None, "code": code}}
         headers.extend((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())
         return exc.status_code, body, headers
-    text = state.redactor("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    text = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     log.error("internal error on %s %s:\n%s", method, path, text.rstrip())
     return 500, {"error": {"message": "internal error", "type": "api_error", "param": None, "code": None}}, headers
 
@@ -188,6 +190,8 @@ class Gate:
             await self.app(scope, limit_receive(receive, limit), send_wrapper)
         except GroundingError as exc:
             await fail(exc)
+        except (ClientDisconnected, ClientDisconnect):  # a normal event: the access line says so
+            info["outcome"] = "client_disconnected"
         except Exception as exc:  # noqa: BLE001 (a bug: answer 500, log the traceback)
             await fail(exc)
         finally:
@@ -240,17 +244,15 @@ def _require_write(request: Request) -> None:
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidRequestError("the request body is empty: send a JSON object", code="invalid_json")
+    """The body as a checked JSON object (:func:`grounding.request.decode_body`: the one decoder).
+
+    A client that hangs up mid-upload (or whose chunked body the HTTP server
+    could not parse, which ends the same way) raises :class:`ClientDisconnected`."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidRequestError(f"the request body is not valid JSON: {first}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
-    return data
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected() from None
+    return decode_body(raw)
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -264,7 +266,7 @@ async def chat_completions(request: Request) -> Any:
             raise InvalidRequestError(f"{name} is not accepted by this server: its providers are set in "
                                       f"its config file", param=name, code="unsupported_parameter")
     if "progress" in body:  # a Python-only argument of acompletion
-        raise InvalidRequestError("unknown parameter 'progress'", param="progress")
+        raise InvalidRequestError("Unknown parameter: 'progress'.", param="progress")
     from ..api import acompletion
 
     info = request.scope.get("grounding") or {}
@@ -305,7 +307,7 @@ def _model_list(state: ServerState) -> list[dict[str, Any]]:
         for name in get_routers().names():
             add(f"{prefix}/{name}", "router")
     except GroundingError as exc:
-        log.warning("routers unavailable for /v1/models: %s", state.redactor(exc.message))
+        log.warning("routers unavailable for /v1/models: %s", exc.message)
     from ..routing.catalog import get_catalog
 
     for info in get_catalog().pool():
@@ -432,7 +434,17 @@ async def health(request: Request) -> Response:
     body = {"status": "ok" if ok and not shared_down else "degraded", "version": __version__, "store": store,
             "routers": install_status(), "auth": "open (loopback only)" if state.keys.open else "api keys",
             "cache": cache, "limits": limits, "extraction": get_pool().status()}
-    return _json(200, state.redactor.scrub(body))
+    return _json(200, scrub(body))
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI description, generated from the request and response models (once per app)."""
+    cached = getattr(request.app.state, "openapi", None)
+    if cached is None:
+        from .openapi import openapi_document
+
+        cached = request.app.state.openapi = encode(openapi_document(SERVER_ONLY_FIELDS))
+    return Response(cached, media_type="application/json")
 
 
 # --------------------------------------------------------------------------- the app
@@ -456,13 +468,18 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
     if store is None:
         store = store_module.open_store(cfg)
     store_module.install(store)
-    state = ServerState(config=cfg, keys=keys, redactor=Redactor.for_server(keys, cfg),
+    register_secret(*keys.secrets)  # client keys never appear in a response or a log
+    state = ServerState(config=cfg, keys=keys,
                         limiter=open_limiter(cfg.server.max_concurrent_per_key, cfg.effective_redis_url),
                         store=store, file_routers=file_routers)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         status, body, headers = render_error(state, exc, method=request.method, path=request.url.path)
         return _json(status, body, headers)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Any:
+        (request.scope.get("grounding") or {})["outcome"] = "client_disconnected"
+        return _Nothing()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -474,6 +491,7 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
         Route("/v1/routers/{name}", put_router, methods=["PUT"]),
         Route("/v1/routers/{name}", delete_router, methods=["DELETE"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
 
     from contextlib import asynccontextmanager
@@ -496,7 +514,9 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
             await run_in_threadpool(shutdown_pool)
 
     app = Starlette(routes=routes, middleware=[Middleware(Gate, state=state)],
-                    exception_handlers={GroundingError: on_error, HTTPException: on_error}, lifespan=lifespan)
+                    exception_handlers={GroundingError: on_error, HTTPException: on_error,
+                                        ClientDisconnected: on_disconnect, ClientDisconnect: on_disconnect},
+                    lifespan=lifespan)
     app.state.server = state
     return app
 
@@ -505,10 +525,12 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """One line per record on stderr for the ``grounding.server`` loggers (unless logging is set up)."""
+    """One line per record on stderr for the ``grounding.server`` loggers (unless logging is set up);
+    every handler of the root logger redacts secrets (:class:`grounding.redact.RedactingFilter`)."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_filter(*root.handlers)
     # Our own lines at `level`; libraries (litellm logs every call at INFO) stay at warnings.
     logging.getLogger("grounding").setLevel(level)
 
@@ -558,6 +580,19 @@ def _config_file_for_workers(cfg: Config, config: Config | dict[str, Any] | str 
     return handle.name
 
 
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging config, with secrets redacted by every one of its handlers."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "grounding.redact.RedactingFilter"}
+    for handler in config.get("handlers", {}).values():
+        handler.setdefault("filters", []).append("redact")
+    return config
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, Any] | str | None = None,
           *, store: Any = None, workers: int | None = None) -> None:
     """Run the server with uvicorn until interrupted.
@@ -579,6 +614,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
 
     cfg = set_config(config) if config is not None else get_config()
     check_bind(host, KeyRing.from_config(cfg))
+    from ..deadlines import deadlines
+
+    deadlines()  # a bad GROUNDING_*_TIMEOUT stops the server here, not every request later
     n = workers if workers is not None else (cfg.server.workers or 1)
     check_workers(n, cfg)
     configure_logging()
@@ -600,7 +638,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
                  "open, loopback only" if KeyRing.from_config(cfg).open else "API keys required")
         try:
             uvicorn.run("grounding.server.app:app_from_environment", factory=True, workers=n, host=host, port=port,
-                        access_log=False, log_level="info", timeout_graceful_shutdown=10)
+                        access_log=False, log_level="info", timeout_graceful_shutdown=10,
+                        log_config=uvicorn_log_config())
         finally:
             if path and path != str(config) and Path(path).name.startswith("grounding-config-"):
                 Path(path).unlink(missing_ok=True)
@@ -611,4 +650,5 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
     litellm()
     log.info("grounding %s listening on http://%s:%d (%s)", __version__, host, port,
              "open, loopback only" if app.state.server.keys.open else "API keys required")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=10,
+                log_config=uvicorn_log_config())

@@ -31,7 +31,7 @@ from ..config import Config
 from ..errors import AuthenticationError, GroundingError, InvalidRequestError
 
 __all__ = ["ApiKey", "KeyRing", "PermissionDeniedError", "ClientAuthenticationError", "ANONYMOUS",
-           "is_loopback_host", "check_bind", "check_open_request", "Redactor", "ENV_READ_KEYS", "ENV_WRITE_KEYS"]
+           "is_loopback_host", "check_bind", "check_open_request", "ENV_READ_KEYS", "ENV_WRITE_KEYS"]
 
 ENV_READ_KEYS = "GROUNDING_API_KEYS"
 ENV_WRITE_KEYS = "GROUNDING_ADMIN_KEYS"
@@ -123,7 +123,7 @@ class KeyRing:
 
     @property
     def secrets(self) -> frozenset[str]:
-        """The keys themselves (for :class:`Redactor`; never log this)."""
+        """The keys themselves (for :mod:`grounding.redact`; never log this)."""
         return self._secrets
 
     def lookup(self, key: str) -> ApiKey | None:
@@ -199,46 +199,3 @@ def check_open_request(client_host: str | None, host_header: str | None, origin:
     if origin and (origin.strip() == "null" or not is_loopback_host(_origin_host(origin))):
         raise PermissionDeniedError("this server has no API keys configured and refuses cross-origin "
                                     "browser requests", code="permission_denied")
-
-
-# --------------------------------------------------------------------------- redaction
-
-#: Environment variables whose values are secrets worth scrubbing from error bodies and logs.
-_SECRET_ENV = re.compile(r"(_API_KEY|_API_KEYS|_ADMIN_KEYS|_TOKEN|_SECRET|_SECRET_ACCESS_KEY|_PASSWORD)$")
-
-
-class Redactor:
-    """Replaces known secrets (client keys, provider keys) with ``***`` in text bound for clients or logs."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        found = {s for s in secrets if s and len(s) >= 6}
-        self._pattern = (re.compile("|".join(re.escape(s) for s in sorted(found, key=len, reverse=True)))
-                         if found else None)
-
-    @classmethod
-    def for_server(cls, keys: KeyRing, config: Config, environ: Mapping[str, str] | None = None) -> "Redactor":
-        env = os.environ if environ is None else environ
-        secrets: set[str] = set(keys.secrets)
-        for provider in config.providers.values():
-            value = provider.key()
-            if value:
-                secrets.add(value)
-        for name, value in env.items():
-            if _SECRET_ENV.search(name.upper()):
-                secrets.update(_split(value) if name in (ENV_READ_KEYS, ENV_WRITE_KEYS) else [value])
-        return cls(secrets)
-
-    def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        return self._pattern.sub("***", text)
-
-    def scrub(self, value: object) -> object:
-        """``value`` (a JSON-ready structure) with every string redacted."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, dict):
-            return {k: self.scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.scrub(v) for v in value]
-        return value

@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
+
+from ..redact import get_logger
 
 __all__ = ["DONE", "encode", "chunk_event", "error_event", "ChunkStream", "ClientDisconnected",
            "wait_for_disconnect", "run_until_disconnect", "SSE_HEADERS"]
 
-log = logging.getLogger("grounding.server")
+log = get_logger("grounding.server")
 
 T = TypeVar("T")
 Message = MutableMapping[str, Any]
@@ -51,8 +52,13 @@ SSE_HEADERS = [
 
 
 def encode(payload: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON. Text holding a lone surrogate (an upstream may send
+    one as a ``\\ud800`` escape) cannot be UTF-8: it is then sent escaped (ASCII JSON)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def event(payload: Any) -> bytes:

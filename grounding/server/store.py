@@ -95,7 +95,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import random
 import sqlite3
@@ -105,6 +104,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from ..errors import GroundingError, InvalidRequestError, NotFoundError
+from ..redact import get_logger
 from ..routing import routers as _routers
 from ..routing.routers import Router, RouterSet
 
@@ -125,7 +125,7 @@ __all__ = [
     "install_status",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _PARAM = "server.router_store"
 

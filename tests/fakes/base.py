@@ -4,6 +4,17 @@ A :class:`FakeServer` is a real HTTP/1.1 server on 127.0.0.1 (a free port),
 serving from a background thread, one thread per connection, so concurrent
 and streaming requests work. Subclasses implement :meth:`FakeServer.handle`.
 Each request is recorded in :attr:`FakeServer.requests` before it is answered.
+
+Every fake can misbehave the same ways (:data:`FAULTS`), switched on with
+``fake.fault = "..."`` for the requests :meth:`FakeServer.faulty` selects
+(a fake's API endpoints; every page of the web): ``"429"`` (with
+``Retry-After: 1``), ``"500"``, ``"503"``, ``"hang"`` (never answers, until
+``reset()`` or ``stop()``), ``"cut"`` (the real answer, cut off halfway: the
+connection drops), ``"garbage"`` (200, a body that is not JSON), ``"html"``
+(200, an HTML page, as a proxy's error page), ``"empty"`` (200, no body),
+``"echo_key"`` (500 whose error message quotes the API key the request sent,
+as some APIs do). Wire-specific faults (``"empty_answer"``) are the
+subclasses' own.
 """
 
 from __future__ import annotations
@@ -19,7 +30,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["FakeServer", "RecordedRequest", "Response"]
+__all__ = ["FakeServer", "RecordedRequest", "Response", "FAULTS", "sent_key"]
+
+#: The faults every fake knows (see the module docstring).
+FAULTS = ("429", "500", "503", "hang", "cut", "garbage", "html", "empty", "echo_key")
+_HANG_S = 300  # a hang ends by itself after this, or at reset() / stop()
 
 
 @dataclass
@@ -38,10 +53,13 @@ class RecordedRequest:
 class Response:
     """Writes one HTTP response: whole (:meth:`send`, :meth:`json`) or in pieces (:meth:`start`)."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+    def __init__(self, handler: BaseHTTPRequestHandler, *, cut: bool = False) -> None:
         self._h = handler
         self._chunked = False
         self.started = False
+        #: Drop the connection halfway: after half a whole body, or after the second streamed piece.
+        self.cut = cut
+        self._writes = 0
 
     def send(
         self,
@@ -55,6 +73,10 @@ class Response:
             body = b""
         self._head(status, content_type, {**(headers or {}), "Content-Length": str(len(body))})
         if self._h.command != "HEAD":
+            if self.cut:
+                self._h.wfile.write(body[: len(body) // 2])
+                self._h.wfile.flush()
+                raise ConnectionResetError("cut on purpose")
             self._h.wfile.write(body)
 
     def json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -80,6 +102,9 @@ class Response:
         """Send the next piece of the body, flushed at once."""
         if not data:
             return
+        if self.cut and self._writes >= 2:
+            raise ConnectionResetError("cut on purpose")
+        self._writes += 1
         if self._chunked:
             self._h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -141,11 +166,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with fake._lock:
             fake.requests.append(request)
-        response = Response(self)
+        fault = fake.fault if fake.fault is not None and fake.faulty(request) else None
+        response = Response(self, cut=fault == "cut")
         try:
             delay = fake.delay_ms(request)
             if delay > 0:
                 time.sleep(delay / 1000)
+            if fault is not None and fault != "cut" and fake.misbehave(fault, request, response):
+                return
             fake.handle(request, response)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -176,6 +204,9 @@ class FakeServer:
 
     def __init__(self, *, latency_ms: float = 0) -> None:
         self.latency_ms = latency_ms
+        #: One of :data:`FAULTS` (or a subclass's own): how to misbehave on :meth:`faulty` requests.
+        self.fault: str | None = None
+        self._unhang = threading.Event()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -206,6 +237,7 @@ class FakeServer:
         """Stop serving and drop every open connection."""
         if self._server is None:
             return
+        self._unhang.set()
         self._server.shutdown()
         self._server.server_close()
         with self._lock:
@@ -222,6 +254,38 @@ class FakeServer:
         with self._lock:
             self.requests.clear()
         self.latency_ms = 0
+        self.fault = None
+        self._unhang.set()  # release whatever hangs now
+        self._unhang = threading.Event()
+
+    def faulty(self, request: RecordedRequest) -> bool:
+        """Whether :attr:`fault` applies to ``request`` (subclasses: their API endpoints only)."""
+        return True
+
+    def misbehave(self, fault: str, request: RecordedRequest, response: Response) -> bool:
+        """Answer ``request`` with ``fault``; False if this fault is not a generic one (``handle`` decides)."""
+        if fault in ("429", "500", "503"):
+            status = int(fault)
+            message = {429: "Rate limit reached.", 503: "The service is overloaded."}.get(status, "Internal error.")
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            response.json(status, {"error": {"message": message, "type": "server_error", "code": None}}, headers)
+        elif fault == "hang":
+            self._unhang.wait(_HANG_S)
+            raise ConnectionResetError("stopped hanging")
+        elif fault == "garbage":
+            response.send(200, b'{"id": "x", "choices": [{"index": 0, "mess', "application/json")
+        elif fault == "html":
+            response.send(200, b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+                               b"</body></html>", "text/html; charset=utf-8")
+        elif fault == "empty":
+            response.send(200, b"", "application/json")
+        elif fault == "echo_key":
+            message = f"Invalid request: the key {sent_key(request) or '(none)'} may not call this endpoint."
+            response.json(500, {"error": {"message": message, "type": "server_error"}, "message": message,
+                                "detail": message})
+        else:
+            return False
+        return True
 
     def delay_ms(self, request: RecordedRequest) -> float:
         """How long to wait before answering ``request``."""
@@ -243,3 +307,14 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sent_key(request: RecordedRequest) -> str | None:
+    """The API key a request carried: a Bearer token, a key header or a ``key`` query parameter."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for name in ("x-api-key", "x-subscription-token", "x-goog-api-key", "api-key"):
+        if request.headers.get(name):
+            return request.headers[name]
+    return request.query.get("key") or request.query.get("api_key")

@@ -404,6 +404,11 @@ class FakeLLM(FakeServer):
     ``"fake-searcher"``); ``chunk_ms`` spaces out streamed chunks;
     ``error_status`` makes every chat request fail with that HTTP status (a
     provider that is down, rate limited or rejecting the key), whatever the model.
+    Besides the generic faults (:data:`tests.fakes.base.FAULTS`), ``fault``
+    may be ``"empty_answer"`` (200, no text and no tool call, streamed or not),
+    ``"no_choices"`` (OpenAI wire, not streamed: ``choices: []``),
+    ``"truncated"`` (a stream whose body ends before its finish reason) or
+    ``"surrogate"`` (an answer holding a lone surrogate, sent escaped in its JSON).
     """
 
     def __init__(self, *, latency_ms: float = 0, chunk_ms: float = 0) -> None:
@@ -417,6 +422,9 @@ class FakeLLM(FakeServer):
         self.chunk_ms = 0
         self.model_latency_ms = {}
         self.error_status = None
+
+    def faulty(self, request: RecordedRequest) -> bool:
+        return request.method == "POST" and request.path in ("/v1/chat/completions", "/v1/messages")
 
     def chat_requests(self) -> list[RecordedRequest]:
         """The chat requests received (OpenAI or Anthropic wire)."""
@@ -454,6 +462,13 @@ class FakeLLM(FakeServer):
                                                  "output; supported modalities: ['text']."))
             return
         action = Action(error=self.error_status) if self.error_status else policy(conversation)
+        if self.fault == "surrogate" and not action.tool_calls:
+            action = Action(text="A lone surrogate \ud800 in an upstream's answer.")
+        if self.fault in ("empty_answer", "no_choices"):
+            action = Action()  # 200, with no text and no tool call
+            if self.fault == "no_choices" and openai and not body.get("stream"):
+                response.json(200, {**writer.complete(action), "choices": []})
+                return
         if action.error is not None:
             message = {
                 400: "Invalid request.",
@@ -469,6 +484,8 @@ class FakeLLM(FakeServer):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             response.start(200, _SSE, {"Cache-Control": "no-cache"})
             for data in writer.stream(action, include_usage):
+                if self.fault == "truncated" and (b'"finish_reason": "' in data or b"message_delta" in data):
+                    break  # the body ends cleanly, but before the finish reason (and [DONE])
                 response.write(data)
                 if self.chunk_ms:
                     time.sleep(self.chunk_ms / 1000)

@@ -601,6 +601,10 @@ class FakeNative(FakeServer):
 
     # -- dispatch ------------------------------------------------------------------
 
+    def faulty(self, request: RecordedRequest) -> bool:
+        """The providers' endpoints (not the OAuth token endpoint nor the redirects)."""
+        return request.method == "POST" and _route(request.path) is not None
+
     def handle(self, request: RecordedRequest, response: Response) -> None:
         if request.method == "GET" and request.path.startswith("/grounding-api-redirect/"):
             self._redirect(request.path.rsplit("/", 1)[-1], response)

@@ -201,6 +201,9 @@ class FakeSearch(FakeServer):
                 return engine
         return None
 
+    def faulty(self, request: RecordedRequest) -> bool:
+        return self._engine_of(request) is not None
+
     def delay_ms(self, request: RecordedRequest) -> float:
         engine = self._engine_of(request)
         return self.latency_ms + (self.engines[engine].latency_ms if engine else 0)
