@@ -465,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     print("[hardening] starting the fakes and grounding serve ...", file=sys.stderr)
     fakes = FaultFakes()
     key = "sk-hardening-" + secrets.token_hex(16)
+    # No cache: every fault must reach the request it is meant for, not a cached search or page.
     env = {**fakes.env, "GROUNDING_ALLOW_PRIVATE_NETWORKS": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "GROUNDING_CACHE": "off",
            "GROUNDING_API_KEYS": "", "GROUNDING_ADMIN_KEYS": "", "GROUNDING_MODEL": MODEL,
            "GROUNDING_SEARCH_TIMEOUT": str(args.search_deadline),
            "GROUNDING_PAGE_TIMEOUT": str(args.page_deadline), "GROUNDING_STREAM_IDLE_TIMEOUT": str(args.stream_idle)}

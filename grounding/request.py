@@ -594,6 +594,25 @@ MAX_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _nesting(raw: bytes | str) -> int:
+    """How deep ``[`` and ``{`` nest in JSON text (strings skipped), counted without recursion."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(_JSON_STRING.sub(b"", data)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -603,6 +622,11 @@ def decode_json(raw: bytes | str) -> Any:
 
     ``NaN`` and ``Infinity`` are refused; nesting too deep for the parser is
     refused as such, not as a crash."""
+    if _nesting(raw) > MAX_DEPTH:
+        # Refused before parsing: a parser that recurses 50,000 levels deep ends in a
+        # RecursionError, after which CPython 3.11.7 can fail unrelated code later on
+        # ("AST constructor recursion depth mismatch").
+        raise _too_deep("request")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
