@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequestError
+from .validation import describe
 
 __all__ = ["Config", "CitationsConfig", "ProviderConfig", "ModelConfig", "ServerConfig", "ApiKeyConfig", "CacheConfig",
            "ExtractionConfig", "FetchConfig", "load_config", "get_config", "set_config", "read_data_file"]
@@ -252,7 +253,9 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any] | None = None) -
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise InvalidRequestError(f"config: {where}: {err['msg']}", param="config") from None
+        what = "unknown key" if err["type"] == "extra_forbidden" else "required" if err["type"] == "missing" \
+            else describe(err)
+        raise InvalidRequestError(f"config: {where}: {what}", param="config") from None
 
 
 _current: Config | None = None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import pytest
@@ -221,12 +220,10 @@ def test_offline_run_with_the_fake_model_writes_json_markdown_and_plots(tmp_path
     monkeypatch.setenv("GROUNDING_CACHE_DIR", str(tmp_path / "cache"))
     first = sm.DEFAULT_QUESTIONS.read_text(encoding="utf-8").splitlines()[:3]
     (tmp_path / "q.jsonl").write_text("\n".join(first) + "\n", encoding="utf-8")  # a small corpus to index
-    started = time.perf_counter()
     code = sm.main(["--offline", "--model", "fake-reader:3", "--questions", str(tmp_path / "q.jsonl"),
                     "--limit", "2", "--distractors", "3",
                     "--modes", "none,loop:searxng:3:1,loop:local:3:1,native", "--out", str(tmp_path / "out"),
                     "--seed", "7"])
-    elapsed = time.perf_counter() - started
     assert code == 0
     out = tmp_path / "out"
     for name in ("search_modes.json", "search_modes.md", "search_modes-accuracy-latency.png",
@@ -258,7 +255,6 @@ def test_offline_run_with_the_fake_model_writes_json_markdown_and_plots(tmp_path
     from providers.search import get_engine
 
     assert "search_modes-corpus" not in str(get_engine("local").corpus)
-    assert elapsed < 20, f"took {elapsed:.1f} s"
 
 
 def test_online_plan_skips_native_for_models_without_it(monkeypatch):

@@ -300,19 +300,15 @@ def test_unresolvable_host() -> None:
 
 
 def test_slow_page_times_out(base: str) -> None:
-    started = time.perf_counter()
     r = get(f"{base}/slow?s=2", timeout=0.2)
-    assert r.error == "timed out after 0.2 s"
-    assert time.perf_counter() - started < 1.0
+    assert r.error == "timed out after 0.2 s" and not r.ok and r.body is None
 
 
 def test_total_deadline_covers_a_trickling_body(base: str) -> None:
     # Every byte arrives within the read timeout; the page as a whole does not.
-    started = time.perf_counter()
     r = get(f"{base}/trickle", timeout=0.5)
     assert r.error == "timed out after 0.5 s"
-    assert 0 < r.bytes_read < 40 * 8
-    assert time.perf_counter() - started < 1.2
+    assert 0 < r.bytes_read < 40 * 8  # cut off part-way through the body
 
 
 def test_retry_after_connection_reset(base: str) -> None:
@@ -601,11 +597,9 @@ def test_fetch_many_is_concurrent(base: str) -> None:
         async with Fetcher(allow_private=True, concurrency=8) as fetcher:
             return await fetcher.fetch_many(urls)
 
-    started = time.perf_counter()
     results = run(go())
     assert [r.error for r in results] == [None] * 6
     assert STATE.max_in_flight == 6
-    assert time.perf_counter() - started < 1.0
 
 
 def test_concurrency_is_bounded(base: str) -> None:
@@ -615,10 +609,8 @@ def test_concurrency_is_bounded(base: str) -> None:
         async with Fetcher(allow_private=True, concurrency=2) as fetcher:
             return await fetcher.fetch_many(urls)
 
-    started = time.perf_counter()
     assert all(r.ok for r in run(go()))
     assert STATE.max_in_flight == 2
-    assert time.perf_counter() - started >= 0.6  # three waves of 0.2 s
 
 
 def test_fetch_many_of_nothing() -> None:

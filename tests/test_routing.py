@@ -260,15 +260,19 @@ def test_router_route_variant_and_templates(config, providers):
 
 def test_router_default_route_and_unknown_router(config, providers):
     config(routers=[ROUTER])
-    result = ask(model="router/support", metadata={"tier": "free"})
+    result = ask(model="router/support", metadata={"tier": "free", "team": "Acme"})
     assert (result.metadata.route_id, result.metadata.variant_id) == ("basic", "only")
+    # The router's template says {{metadata.team}}: a request without it is refused, naming it.
+    with pytest.raises(grounding.InvalidRequestError, match=r"\{\{metadata.team\}\}") as err:
+        ask(model="router/support", metadata={"tier": "free"})
+    assert err.value.param == "metadata.team"
     with pytest.raises(grounding.NotFoundError, match="nope"):
         ask(model="router/nope")
 
 
 def test_variants_spread_over_users_by_weight(config, providers):
     config(routers=[ROUTER])
-    seen = {ask(model="router/support", metadata={"tier": "pro"}, user=f"u{i}").metadata.variant_id
+    seen = {ask(model="router/support", metadata={"tier": "pro", "team": "t"}, user=f"u{i}").metadata.variant_id
             for i in range(12)}
     assert seen == {"a", "b"}
 

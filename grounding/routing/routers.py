@@ -143,8 +143,12 @@ Applying a variant
   sets either one (at the top level or in ``extra_body``).
 
 Templates may say ``{{user}}`` and ``{{metadata.KEY}}`` (spaces inside the
-braces are allowed). This is plain text substitution, never code: a missing
-key or user becomes ``""``, and any other ``{{...}}`` is left as written.
+braces are allowed). This is plain text substitution, never code. Any other
+``{{...}}`` is an error when the router is loaded or saved (a typo such as
+``{{metadta.team}}`` would otherwise reach the model as written), and a
+request that lacks a variable its templates use (no ``metadata.team``, no
+``user``) is an error naming it (code ``missing_template_variable``), never an
+empty string in the prompt.
 
 Where routers live
 ==================
@@ -176,6 +180,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..config import read_data_file
 from ..errors import InvalidRequestError, NotFoundError
+from ..validation import describe
 from .types import SORT_KEYS
 
 if TYPE_CHECKING:
@@ -218,6 +223,8 @@ _CEL_TYPE_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes",
                              "null_type", "type", "dyn"})
 _CEL_BOUND = re.compile(r"\b(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 _PLACEHOLDER = re.compile(r"\{\{\s*(user|metadata\.([A-Za-z0-9_.-]+))\s*\}\}")
+#: Anything written as a placeholder, known or not.
+_ANY_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
 _ROUTER_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -261,7 +268,23 @@ def _check_generation(value: dict[str, Any]) -> dict[str, Any]:
 def _check_templates(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if messages:
         _probe({"messages": messages})
+    for i, message in enumerate(messages):
+        for text in _texts(message.get("content")):
+            for m in _ANY_PLACEHOLDER.finditer(text):
+                if not _PLACEHOLDER.fullmatch(m.group(0)):
+                    raise ValueError(f"messages[{i}]: template {m.group(0)!r} names no variable; "
+                                     "use {{user}} or {{metadata.KEY}}")
     return messages
+
+
+def _texts(content: Any) -> list[str]:
+    """The strings of a message content that templates fill in."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                and isinstance(p.get("text"), str)]
+    return []
 
 
 # --------------------------------------------------------------------------- models
@@ -580,7 +603,7 @@ class Router(_Strict):
             user = request.get("user") if request.get("user") is not None else extra.get("user")
             first = [m for m in templates if m.get("role") in ("system", "developer")]
             rest = [m for m in templates if m.get("role") not in ("system", "developer")]
-            rendered = [_render(m, metadata or {}, user or "") for m in first + rest]
+            rendered = [_render(m, metadata or {}, user or None, self.name) for m in first + rest]
             out["messages"] = rendered + list(request.get("messages") or [])
         return out
 
@@ -619,13 +642,24 @@ def _cel_error(exc: Exception) -> str:
     return text.split(". Check that", 1)[0]
 
 
-def _render(message: dict[str, Any], metadata: dict[str, Any], user: str) -> dict[str, Any]:
+def _render(message: dict[str, Any], metadata: dict[str, Any], user: str | None, router: str) -> dict[str, Any]:
+    """``message`` with its ``{{user}}`` and ``{{metadata.KEY}}`` filled in; a value the
+    request does not send is an :class:`InvalidRequestError` naming it."""
     def sub(text: str) -> str:
         def one(m: re.Match[str]) -> str:
             if m.group(1) == "user":
+                if user is None:
+                    raise InvalidRequestError(
+                        f"router {router!r}: its template uses {{{{user}}}}, and this request sends no 'user'",
+                        param="user", code="missing_template_variable")
                 return str(user)
             value = metadata.get(m.group(2))
-            return "" if value is None else str(value)
+            if value is None:
+                raise InvalidRequestError(
+                    f"router {router!r}: its template uses {{{{metadata.{m.group(2)}}}}}, and this request's "
+                    f"metadata has no {m.group(2)!r}", param=f"metadata.{m.group(2)}",
+                    code="missing_template_variable")
+            return str(value)
 
         return _PLACEHOLDER.sub(one, text) if "{{" in text else text
 
@@ -649,17 +683,12 @@ def _router_error(exc: ValidationError, data: dict[str, Any], source: str | None
     where, param = _where(err["loc"], data)
     if where:
         parts.append(where)
-    inner = (err.get("ctx") or {}).get("error")
-    if isinstance(inner, ValueError):
-        message = str(inner)
-    elif err["type"] == "extra_forbidden":
+    if err["type"] == "extra_forbidden":
         message = "unknown key"
     elif err["type"] == "missing":
         message = "required"
     else:
-        message = err["msg"]
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            message += f" (got {err['input']!r})"
+        message = describe(err)
     return InvalidRequestError(": ".join(parts + [message]), param=param or "router", code="invalid_router")
 
 
