@@ -65,7 +65,7 @@ def test_a_quick_run_writes_sane_results(tmp_path):
     assert 0 < target["critical_first_ms"] < target["critical_total_ms"]
     base = target["baseline"]
     assert base["errors"] == 0 and base["runs"] == 2
-    assert target["critical_total_ms"] <= base["total_ms"]["p50"] < 20_000
+    assert target["critical_total_ms"] <= base["total_ms"]["p50"]
     assert [r["level"] for r in target["levels"]] == [1, 2]
     for row in target["levels"]:
         assert row["errors"] == 0 and row["measured"] == row["level"] * 2

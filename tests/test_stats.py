@@ -94,16 +94,14 @@ def test_record_never_raises() -> None:
     assert stats.latency_ms("p/m") is None
 
 
-def test_in_process_calls_are_fast() -> None:
+def test_in_process_statistics_keep_a_bounded_window() -> None:
+    """Many records keep only the last 50 per deployment (how fast: the routing benchmark)."""
     stats = Stats()
-    start = time.perf_counter()
-    for i in range(2000):
-        stats.record(f"p/m{i % 20}", ok=True, ttft_ms=100 + i % 50, duration_ms=900, output_tokens=80)
-        stats.latency_ms(f"p/m{i % 20}")
-        stats.throughput(f"p/m{i % 20}")
-        stats.cooling_down(f"p/m{i % 20}")
-    per_call = (time.perf_counter() - start) / 8000
-    assert per_call < 100e-6, f"{per_call * 1e6:.1f} us per call"
+    for _ in range(40):
+        stats.record("p/m", ok=True, ttft_ms=1000, duration_ms=2000, output_tokens=80)
+    for _ in range(50):  # the last 50 samples push the slow ones out entirely
+        stats.record("p/m", ok=True, ttft_ms=10, duration_ms=900, output_tokens=80)
+    assert stats.latency_ms("p/m") == 10 and not stats.cooling_down("p/m")
 
 
 # ---------------------------------------------------------------- Redis

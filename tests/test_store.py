@@ -568,10 +568,8 @@ def test_redis_down_is_a_clear_error() -> None:
     store = RedisRouterStore(f"redis://app:s3cret@127.0.0.1:{port}/0")
     for call in (store.list, lambda: store.get("x"), lambda: store.put(router()), lambda: store.delete("x"),
                  store.version):
-        started = time.monotonic()
         with pytest.raises(StoreUnavailableError) as info:
             call()
-        assert time.monotonic() - started < 2
         err = info.value
         assert err.status_code == 503 and err.code == "router_store_unavailable"
         assert f"redis://app:***@127.0.0.1:{port}/0" in err.message and "s3cret" not in err.message
@@ -594,12 +592,20 @@ def test_redis_dying_under_a_server_keeps_serving_what_it_read(monkeypatch: pyte
         install(store, refresh_s=0, retry_s=60)
         users = [f"u{i}" for i in range(20)]
         before = variants("ab", users)
+        port = server.port
         server.stop()
-        started = time.monotonic()
         assert variants("ab", users) == before  # the last routers read, same picks
-        assert get_routers().get("filed").name == "filed"
-        with pytest.raises(StoreUnavailableError):
-            get_routers().get("unknown")
-        assert time.monotonic() - started < 2
+        assert "unavailable" in install_status()["degraded"]  # type: ignore[index]
+        with socket.socket() as listener:  # something on Redis's port: a degraded store must not knock each call
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(8)
+            listener.setblocking(False)
+            assert variants("ab", users) == before
+            assert get_routers().get("filed").name == "filed"
+            with pytest.raises(StoreUnavailableError):
+                get_routers().get("unknown")
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nobody connected: it keeps serving what it read
         assert "unavailable" in install_status()["degraded"]  # type: ignore[index]
         assert store.status()["ok"] is False
