@@ -5,13 +5,16 @@ a search actually runs.
 """
 from __future__ import annotations
 
+import asyncio
+import atexit
 import gc
 import json
 import logging
 import os
+import re
 import threading
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from .errors import (
     AuthenticationError,
@@ -24,7 +27,8 @@ from .errors import (
 )
 from .redact import install_filter, redact
 
-__all__ = ["litellm", "acompletion", "to_grounding_error", "unreadable_answer"]
+__all__ = ["litellm", "acompletion", "to_grounding_error", "unreadable_answer", "unknown_model", "upstream_text",
+           "received_status", "drain_logging"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -44,6 +48,8 @@ def litellm() -> ModuleType:
                 lm.suppress_debug_info = True
                 # litellm logs through its own handlers: scrub secrets there too.
                 install_filter(*(logging.getLogger(n) for n in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")))
+                # Registered after litellm's own exit handler, so it runs first (atexit is LIFO).
+                atexit.register(_drain_at_exit)
                 # litellm leaves ~300k objects behind; move them out of the GC's
                 # way, or an early request pays a ~250 ms full collection.
                 gc.freeze()
@@ -77,11 +83,9 @@ def to_grounding_error(exc: BaseException, *, model: str | None = None,
     if secrets:
         error.message = redact(error.message, secrets)
         error.args = (error.message,)
-    status = getattr(exc, "status_code", None)
-    # litellm gives timeouts and connection errors made-up statuses (408, 500):
-    # only a status an upstream actually answered with is kept.
-    answered = error.code not in ("timeout", "connection_error")
-    error.upstream_status = status if isinstance(status, int) and answered else None
+    # litellm gives timeouts, connection errors and missing keys made-up statuses
+    # (408, 500): only a status an upstream actually answered with is kept.
+    error.upstream_status = received_status(exc)
     return error
 
 
@@ -105,8 +109,7 @@ def unreadable_answer(exc: BaseException, text: str) -> bool:
 def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingError:
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    text = str(getattr(exc, "message", "") or exc).strip()
-    text = text.replace("litellm.", "").splitlines()[0][:500] if text else name
+    text = upstream_text(exc)
     who = f"model {model}: " if model else ""
     if "Please ensure all" in text and "valid OpenAI chat completion messages" in text:  # litellm's own check
         return InvalidRequestError(f"{who}{text}", param="messages", code="invalid_messages")
@@ -120,12 +123,103 @@ def _map_error(exc: BaseException, *, model: str | None = None) -> GroundingErro
         return NotFoundError(f"{who}not found: {text}", param="model", code="model_not_found")
     if name == "RateLimitError" or status == 429:
         return RateLimitError(f"{who}rate limited: {text}", code="rate_limit_exceeded")
+    if "LLM Provider NOT provided" in text or "provider" in text.lower() and "not provided" in text.lower():
+        return unknown_model(model)
     if name in {"BadRequestError", "UnsupportedParamsError", "ContextWindowExceededError",
                 "ContentPolicyViolationError", "UnprocessableEntityError"} or status in (400, 422):
-        if "LLM Provider NOT provided" in text or "provider" in text.lower() and "not provided" in text.lower():
-            return InvalidRequestError(f"unknown model {model!r}: give a provider prefix like 'openai/...'",
-                                       param="model", code="model_not_found")
         return InvalidRequestError(f"{who}{text}", code="bad_request")
-    if name in {"APIConnectionError", "ConnectError", "ConnectionError"}:
+    if name in {"APIConnectionError", "ConnectError", "ConnectionError"} or (
+            received_status(exc) is None and name in {"InternalServerError", "ServiceUnavailableError"}):
+        # No response came back (litellm calls a refused connection an InternalServerError).
         return UpstreamError(f"{who}could not connect: {text}", code="connection_error")
     return UpstreamError(f"{who}{text}", code="upstream_error")
+
+
+#: litellm's class-name prefixes ("litellm.InternalServerError: InternalServerError: OpenAIException - ").
+_PREFIX = re.compile(r"^(?:litellm\.)?[A-Za-z_]*(?:Error|Exception)\s*(?::|-)\s*")
+
+
+def upstream_text(exc: BaseException) -> str:
+    """What an upstream said, once: the first line of the exception without litellm's
+    repeated class-name prefixes (the type of error is this library's own error class)."""
+    text = str(getattr(exc, "message", "") or exc).strip()
+    first = text.splitlines()[0] if text else ""
+    while True:
+        shorter = _PREFIX.sub("", first, count=1)
+        if shorter == first or not shorter.strip():
+            break
+        first = shorter
+    return first.strip()[:500] or type(exc).__name__
+
+
+def unknown_model(model: str | None) -> NotFoundError:
+    """The error for a model no provider serves: 404 ``model_not_found``, as OpenAI answers it."""
+    return NotFoundError(f"The model {model!r} does not exist: no provider serves it (give a provider "
+                         "prefix such as 'openai/...', or configure it)", param="model", code="model_not_found")
+
+
+def received_status(exc: BaseException) -> int | None:
+    """The HTTP status an upstream really answered with, or None when no response came back.
+
+    litellm gives connection errors, timeouts and local configuration errors (a
+    missing key) made-up statuses (500, 408) and even a made-up response; only a
+    real response carries the upstream's headers (``litellm_response_headers``).
+    """
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    if hasattr(exc, "litellm_response_headers"):
+        return status if exc.litellm_response_headers is not None else None
+    response = getattr(exc, "response", None)
+    request = getattr(response, "request", None) if response is not None else None
+    import httpx
+
+    if isinstance(response, httpx.Response) and response.headers and request is not None:
+        return status
+    return None
+
+
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at interpreter exit, before litellm's own exit handler (e.g. to drain
+    litellm's logging on the loop that owns it)."""
+    _exit_hooks.append(hook)
+
+
+def _drain_at_exit() -> None:
+    for hook in reversed(_exit_hooks):
+        try:
+            hook()
+        except Exception:  # exiting anyway
+            pass
+    # Whatever is left (loops the library does not own): finished on a loop that is closed properly.
+    try:
+        asyncio.run(drain_logging())
+    except Exception:
+        pass
+
+
+async def drain_logging(timeout: float = 2.0) -> None:
+    """Finish litellm's background logging on the running loop, then stop its worker.
+
+    Call it before a loop this library owns ends (the CLI, the sync API's loop,
+    the server). Otherwise litellm's ``atexit`` hook runs the leftovers on a
+    throwaway loop it closes with their tasks still pending ("Task was destroyed
+    but it is pending!" at exit). A no-op when litellm was never imported.
+    """
+    if _module is None:
+        return
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+    except ImportError:  # another litellm layout: nothing to drain
+        return
+    try:
+        await asyncio.wait_for(worker.flush(), timeout)
+    except (Exception, asyncio.TimeoutError):  # best effort: exiting anyway
+        pass
+    try:
+        await worker.stop()
+    except Exception:
+        pass

@@ -7,23 +7,22 @@ ships), never written down here.
 """
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import litellm  # tests/conftest.py sets LITELLM_LOCAL_MODEL_COST_MAP before this import
 import pytest
 
 from grounding.cost import search_cost, search_response_cost, stream_cost, turn_cost
+from tests.fakes.loop import module_loop
 from tests.fakes.native import MODELS, FakeNative
 
 pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 
 MESSAGES = [{"role": "user", "content": "Café crème, Tokyo et Berlin ?"}]
-T = TypeVar("T")
-_LOOP = asyncio.new_event_loop()  # one loop: litellm keeps loop-bound clients between calls
+_LOOP, _close_loop = module_loop()  # one loop: litellm keeps loop-bound clients between calls
+run = _LOOP.run
 
 #: Where litellm's cost map prices each model (the key it looks the model up under).
 PRICED_AS = {
@@ -32,10 +31,6 @@ PRICED_AS = {
     "vertex_ai": "gemini-2.5-flash",
     "groq": "groq/openai/gpt-oss-120b",
 }
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return _LOOP.run_until_complete(coro)
 
 
 def call(provider: str, *, stream: bool = False, search: bool = True) -> Any:

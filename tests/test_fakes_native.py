@@ -155,17 +155,17 @@ executed tools.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import litellm  # tests/conftest.py sets LITELLM_LOCAL_MODEL_COST_MAP before this import
 import pytest
 
+from tests.fakes.loop import module_loop
 from tests.fakes.native import DEFAULT_SCENARIO, MODELS, PROVIDERS, FakeNative, Scenario, Segment, Source, utf8_offset
 
 litellm.suppress_debug_info = True
@@ -178,13 +178,9 @@ HIGH_IN_FRANCE = {
     "search_context_size": "high",
     "user_location": {"type": "approximate", "approximate": {"country": "FR"}},
 }
-T = TypeVar("T")
 
-_LOOP = asyncio.new_event_loop()  # one loop: litellm keeps loop-bound clients between calls
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return _LOOP.run_until_complete(coro)
+_LOOP, _close_loop = module_loop()  # one loop: litellm keeps loop-bound clients between calls
+run = _LOOP.run
 
 
 @pytest.fixture(scope="module", autouse=True)

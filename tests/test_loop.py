@@ -379,3 +379,29 @@ def test_search_engine_fees_are_added_to_the_cost(fake_llm, fake_search, fake_we
     assert len(result.metadata.searches) == 1
     assert result.metadata.cost_usd == pytest.approx(search_cost("tavily", 1, max_results=3))
     assert result.metadata.cost_usd > 0
+
+
+def test_an_unreachable_engine_is_not_reported_with_a_status_it_never_sent(fake_llm, fake_search, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TAVILY_API_BASE", f"http://127.0.0.1:{port}")
+    result = ask(fake_llm, engine="tavily")
+    error = result.metadata.searches[0].error
+    assert error.startswith("tavily: could not connect") and "HTTP" not in error, error
+    assert any(w.startswith("search failed: tavily: could not connect") for w in result.metadata.warnings)
+
+
+def test_an_unreachable_model_says_so_once(fake_llm):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(grounding.UpstreamError) as err:
+        grounding.completion(model="openai/fake-searcher", api_base=f"http://127.0.0.1:{port}/v1", api_key="sk-test",
+                             messages=[{"role": "user", "content": QUESTION}], web_search={"engine": "local"})
+    assert err.value.code == "connection_error" and err.value.upstream_status is None
+    assert err.value.message == "model openai/fake-searcher: could not connect: Connection error."

@@ -181,7 +181,7 @@ class ServeProcess(_Address):
             if self._wait_ready():
                 return self
             self.stop()
-            if "address already in use" not in self.output.lower():
+            if "already in use" not in self.output.lower():
                 break
             self.port = None
         raise RuntimeError(f"grounding serve did not start:\n{self.output[-3000:]}")
