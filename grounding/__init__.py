@@ -44,6 +44,8 @@ _EXPORTS = {
     "set_cache": "grounding.cache",
     "GroundingError": "grounding.errors",
     "InvalidRequestError": "grounding.errors",
+    "ConfigurationError": "grounding.errors",
+    "ProgressEvent": "grounding.progress",
     "AuthenticationError": "grounding.errors",
     "NotFoundError": "grounding.errors",
     "RateLimitError": "grounding.errors",
@@ -61,8 +63,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .api import acompletion, completion
     from .cache import Cache, MemoryBackend, RedisBackend, get_cache, set_cache
-    from .errors import (AuthenticationError, GroundingError, InvalidRequestError, LocalModelError, LocalModelUnavailable,
-                         NotFoundError, OutputValidationError, RateLimitError, UpstreamError, UpstreamTimeoutError)
+    from .errors import (AuthenticationError, ConfigurationError, GroundingError, InvalidRequestError, LocalModelError,
+                         LocalModelUnavailable, NotFoundError, OutputValidationError, RateLimitError, UpstreamError,
+                         UpstreamTimeoutError)
+    from .progress import ProgressEvent
     from .config import Config, load_config, set_config
     from .request import CitationOptions, WebSearch
     from .verify import Judge, LexicalJudge, ModelJudge, check_citations

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator
+import time
+from typing import Any, AsyncIterator, Iterator
 
 from .events import ContentDelta, Done, Started
-from .loop import run
-from .request import ChatRequest, parse_request
+from .loop import Prepared, prepare, run
+from .progress import Emitter, ProgressCallback, ProgressEvent
+from .progress import use as use_emitter
+from .request import parse_request
 from .response import ChatCompletion, ChatCompletionChunk, ChunkChoice, Delta
 from .target import default_model
 
-__all__ = ["completion", "acompletion", "stream_chunks"]
+__all__ = ["completion", "acompletion", "stream_chunks", "stream_events"]
 
 
-async def acompletion(*, progress: Callable[[str], None] | None = None,
+async def acompletion(*, progress: ProgressCallback | None = None,
                       **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
     """Grounded chat completion (async).
 
@@ -35,29 +39,107 @@ async def acompletion(*, progress: Callable[[str], None] | None = None,
         print(r.choices[0].message.content, r.choices[0].message.annotations)
 
     ``model`` defaults to ``$GROUNDING_MODEL`` (else a hosted model whose key
-    is set, else the embedded ``local`` model). ``progress`` receives short
-    status lines ("searching: ...", "fetching 3 pages"). Raises
-    :class:`~grounding.errors.InvalidRequestError` for bad arguments and the
-    other :mod:`grounding.errors` for upstream failures.
+    is set, else the embedded ``local`` model). ``progress`` is called with a
+    :class:`~grounding.progress.ProgressEvent` at each step (``str(event)`` is
+    a short line such as "searching: ...", "fetched 2 of 3: https://...",
+    "writing the answer"); with ``stream=True`` and
+    ``stream_options={"include_progress": True}`` the same events also arrive
+    as chunks (``choices: []``, ``progress: {...}``).
+
+    Everything that can be known without a model call is checked before this
+    returns, also for streams: bad arguments
+    (:class:`~grounding.errors.InvalidRequestError`), a missing key or base URL
+    (:class:`~grounding.errors.ConfigurationError`, naming it), an unknown
+    model or router (:class:`~grounding.errors.NotFoundError`), a local model
+    that is not installed. Upstream failures raise the other
+    :mod:`grounding.errors`.
     """
     req = parse_request(kwargs, default_model=default_model())
+    emit = Emitter(progress)
+    prepared = await prepare(req, emit=emit)
     if req.stream:
-        return stream_chunks(req, progress=progress)
-    async for event in run(req, progress=progress):
+        return stream_chunks(prepared)
+    done = await _in_request_context(emit, _finish(prepared))
+    return done
+
+
+async def _finish(prepared: Prepared) -> ChatCompletion:
+    async for event in run(prepared):
         if isinstance(event, Done):
             return event.completion
     raise AssertionError("the loop ended without a completion")  # pragma: no cover
 
 
-async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | None = None
-                        ) -> AsyncIterator[ChatCompletionChunk]:
+def _in_request_context(emit: Emitter, coro: Any) -> "asyncio.Task[Any]":
+    """A task running ``coro`` with ``emit`` as the current progress emitter (see
+    :func:`grounding.progress.report`), so deep code reports to this request."""
+    context = contextvars.copy_context()
+    context.run(use_emitter, emit)
+    return asyncio.get_running_loop().create_task(coro, context=context)
+
+
+async def stream_events(prepared: Prepared) -> AsyncIterator[ChatCompletionChunk | ProgressEvent]:
+    """The answer's chunks and, interleaved as they happen, the request's progress events.
+
+    The request runs in a task of its own (progress can then arrive while it
+    waits on a model, a search or a page); closing this iterator cancels it.
+    """
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    prepared.emit.add(lambda event: queue.put_nowait(("progress", event)))
+
+    async def produce() -> None:
+        try:
+            async for chunk in _chunks(prepared):
+                queue.put_nowait(("chunk", chunk))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 (handed to the consumer, who raises it)
+            queue.put_nowait(("error", exc))
+            return
+        queue.put_nowait(("end", None))
+
+    task = _in_request_context(prepared.emit, produce())
+    try:
+        while True:
+            kind, item = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def stream_chunks(prepared: Prepared) -> AsyncIterator[ChatCompletionChunk]:
     """OpenAI ``chat.completion.chunk`` s for a streaming request.
 
     Content streams as the model writes it; the last content chunk carries the
     annotations, the images the model wrote (``delta.images``) and the
-    ``finish_reason``; the final chunk carries ``metadata``
-    (and ``usage`` when ``stream_options.include_usage`` is set).
+    ``finish_reason``; the final chunk carries ``metadata`` (and ``usage`` when
+    ``stream_options.include_usage`` is set). With
+    ``stream_options.include_progress``, progress events come as chunks with
+    ``choices: []`` and ``progress`` (the OpenAI SDK passes them through, as it
+    does usage chunks).
     """
+    opts = prepared.req.stream_options
+    include_progress = bool(opts and opts.include_progress)
+    model = prepared.plan.targets[0].name
+    async for item in stream_events(prepared):
+        if isinstance(item, ProgressEvent):
+            if include_progress:
+                yield ChatCompletionChunk(id=prepared.generation_id, created=int(time.time()), model=model,
+                                          choices=[], progress=item.to_dict())
+            continue
+        model = item.model or model
+        yield item
+
+
+async def _chunks(prepared: Prepared) -> AsyncIterator[ChatCompletionChunk]:
+    """The chunks of one streamed answer, from the loop's events."""
+    req = prepared.req
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     head: Started | None = None
     pending: str | None = None  # one delta held back, to become the last content chunk
@@ -69,7 +151,7 @@ async def stream_chunks(req: ChatRequest, *, progress: Callable[[str], None] | N
         return ChatCompletionChunk(id=head.id, created=head.created, model=model,
                                    choices=[ChunkChoice(delta=delta, finish_reason=finish)])
 
-    async for event in run(req, progress=progress):
+    async for event in run(prepared):
         if isinstance(event, Started):
             head, model = event, event.model
             yield chunk(Delta(role="assistant", content=""))
@@ -113,6 +195,9 @@ class _Portal:
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name="grounding-loop", daemon=True).start()
                 atexit.register(self.close)
+                from .llm import at_exit
+
+                at_exit(self.close)  # before litellm's exit handler, which would run leftovers on a throwaway loop
             return self._loop
 
     def close(self) -> None:
@@ -122,13 +207,16 @@ class _Portal:
             return
 
         async def cancel_all() -> None:
+            from .llm import drain_logging
+
+            await drain_logging()  # litellm's pending logging, finished here rather than at exit
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
-            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=5)
         except Exception:  # exiting anyway: never let cleanup raise
             pass
         loop.call_soon_threadsafe(loop.stop)
@@ -150,7 +238,7 @@ class _Portal:
 _portal = _Portal()
 
 
-def completion(*, progress: Callable[[str], None] | None = None,
+def completion(*, progress: ProgressCallback | None = None,
                **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
     """Grounded chat completion (sync); see :func:`acompletion`.
 

@@ -91,25 +91,42 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Short status lines on stderr, timestamped from the start."""
+    """Progress events as short lines on stderr, timestamped from the start of the command.
+
+    Repetitive stages (joining the model's weight parts, indexing, reading a
+    long prompt) print at most once a second, and always their last step.
+    """
+
+    _THROTTLED = ("loading_model", "indexing", "reading", "fetched")
 
     def __init__(self, quiet: bool = False) -> None:
         self.t0 = time.perf_counter()
         self.quiet = quiet
-        self._last_index_report = 0.0
+        self._last: dict[str, float] = {}
 
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{time.perf_counter() - self.t0:5.1f}s] {message}", file=sys.stderr, flush=True)
-
-    def indexing(self, done: int, total: int) -> None:
+    def __call__(self, event: object) -> None:
+        if self.quiet:
+            return
         now = time.perf_counter()
-        if done == total or now - self._last_index_report > 1.0:
-            self._last_index_report = now
-            self(f"indexing the corpus: {done}/{total} files")
+        stage = getattr(event, "stage", None)
+        done, total = getattr(event, "done", None), getattr(event, "total", None)
+        if stage in self._THROTTLED and not (done is not None and done == total):
+            if now - self._last.get(stage, -1e9) < 1.0:
+                return
+        self._last[str(stage)] = now
+        print(f"[{now - self.t0:5.1f}s] {event}", file=sys.stderr, flush=True)
 
 
 async def _ask(args: argparse.Namespace) -> int:
+    try:
+        return await _answer(args)
+    finally:
+        from .llm import drain_logging
+
+        await drain_logging()  # litellm's background logging, finished before the loop ends
+
+
+async def _answer(args: argparse.Namespace) -> int:
     from providers.search import LocalSearchEngine, register_engine
 
     from .api import acompletion
@@ -119,9 +136,7 @@ async def _ask(args: argparse.Namespace) -> int:
     if args.corpus and args.corpus != "python-docs" and not os.path.isdir(args.corpus):
         raise InvalidRequestError(f"--corpus: folder not found: {args.corpus}", param="corpus")
     if args.corpus:
-        register_engine("local", LocalSearchEngine(args.corpus, progress=progress.indexing))
-    else:
-        register_engine("local", lambda: LocalSearchEngine(progress=progress.indexing))
+        register_engine("local", LocalSearchEngine(args.corpus))
     if args.verify is not None and args.verify not in ("repair", "flag", "off"):
         raise InvalidRequestError(f"--verify must be repair, flag or off, not {args.verify!r}", param="verify")
     web_search: dict[str, object] = {"max_results": args.max_results, "max_steps": args.max_steps}
@@ -150,13 +165,9 @@ async def _ask(args: argparse.Namespace) -> int:
         return 0
 
     final = None
-    wrote = False
     async for chunk in await acompletion(progress=progress, **request):
         for choice in chunk.choices:
             if choice.delta.content:
-                if not wrote:
-                    progress("answer:")
-                    wrote = True
                 sys.stdout.write(choice.delta.content)
                 sys.stdout.flush()
         if chunk.metadata is not None:

@@ -116,6 +116,11 @@ class ServerConfig(_Strict):
     router_store: str | None = None
     #: Server processes sharing the port (``grounding serve --workers N`` wins); more than 1 needs Redis.
     workers: int | None = Field(None, ge=1)
+    #: Streams: seconds to wait for the answer's first token before the 200 and a progress comment
+    #: go out anyway (a failure before then keeps its own HTTP status; after, it is an error event).
+    stream_first_byte_s: float = Field(0.5, ge=0, le=60)
+    #: Streams: seconds of silence before a comment repeats the latest progress line.
+    stream_heartbeat_s: float = Field(5.0, gt=0, le=300)
 
 
 class CacheConfig(_Strict):

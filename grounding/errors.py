@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "GroundingError",
     "InvalidRequestError",
+    "ConfigurationError",
     "AuthenticationError",
     "NotFoundError",
     "RateLimitError",
@@ -52,6 +53,18 @@ class InvalidRequestError(GroundingError, ValueError):
 
     status_code = 400
     type = "invalid_request_error"
+
+
+class ConfigurationError(InvalidRequestError):
+    """A setting the request needs is missing: an engine's or a provider's API key or base
+    URL. ``settings`` names the environment variables (or config keys) to set; found
+    before any model call."""
+
+    def __init__(self, message: str, *, settings: list[str], param: str | None = None,
+                 code: str = "missing_configuration", metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message, param=param, code=code, metadata=metadata)
+        #: What to set, e.g. ``["TAVILY_API_KEY"]``.
+        self.settings = list(settings)
 
 
 class AuthenticationError(GroundingError):

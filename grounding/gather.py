@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loop import Session
     from .turn import Call
 
-__all__ = ["Source", "Gatherer", "PageText", "read_page", "cached_page", "url_key", "query_from_arguments"]
+__all__ = ["Source", "Gatherer", "PageText", "read_page", "cached_page", "hit_key", "url_key", "query_from_arguments"]
 
 
 @dataclass
@@ -71,6 +71,9 @@ class Gatherer:
         self.cache = get_cache()
         #: ``web_search.cache = false``: search and fetch afresh (and store what came back).
         self.bypass = not ws.cache
+        #: Pages of the current step: started, finished (for "fetched 2 of 5").
+        self._pages_total = 0
+        self._pages_done = 0
 
     def _room(self) -> int | None:
         """Result pages left under ``max_total_results`` (None: no cap)."""
@@ -103,11 +106,12 @@ class Gatherer:
             s.meta.queries.append(query)
 
         pages: dict[str, asyncio.Task] = {}
+        self._pages_total = self._pages_done = 0
         outcomes = await asyncio.gather(*(self._search_and_fetch(q, step, pages, ws.max_results)
                                           for q in queries.values()))
         recorded: set[str] = set()
         # Number new sources in call order, then rank order; trim them to the step's budget.
-        new_sources: list[tuple[str, SourceInfo, str]] = []  # (call id, info, text)
+        new_sources: list[tuple[str, SourceInfo, str, str]] = []  # (call id, info, text, key)
         per_call: dict[str, tuple[list[Source], list[Source], int]] = {}
         for call_id, (hits, error) in zip(queries, outcomes):
             fresh, repeated, failed = [], [], 0
@@ -116,7 +120,7 @@ class Gatherer:
                                     "know, and say that the search failed.")
                 continue
             for hit in hits:
-                key = url_key(hit.url)
+                key = hit_key(hit)
                 if key in s.sources:
                     repeated.append(s.sources[key])
                     continue
@@ -133,16 +137,16 @@ class Gatherer:
                 s.sources[key] = src
                 info.id = src.id
                 s.meta.sources.append(info)
-                new_sources.append((call_id, info, text))
+                new_sources.append((call_id, info, text, key))
                 fresh.append(src)
             per_call[call_id] = (fresh, repeated, failed)
 
         profile = s.target.profile
         budget = source_budget(profile.source_token_budget, ws.search_context_size,
                                profile.context_tokens) * CHARS_PER_TOKEN
-        limits = allocate([len(t) for _, _, t in new_sources], budget)
-        for (call_id, info, text), limit in zip(new_sources, limits):
-            src = s.sources[url_key(info.url)]
+        limits = allocate([len(t) for _, _, t, _ in new_sources], budget)
+        for (call_id, info, text, key), limit in zip(new_sources, limits):
+            src = s.sources[key]
             src.text = trim_text(text, queries[call_id], limit)
             info.chars = len(src.text)
         for call_id, (fresh, repeated, failed) in per_call.items():
@@ -156,7 +160,7 @@ class Gatherer:
         """Search, then start fetching each new result at once (shared across the step's queries)."""
         s = self.session
         engine = self.engine
-        s.say(f"searching: {query}")
+        s.emit("searching", f"searching: {query}", query=query)
         info = SearchInfo(query=query, engine=engine.name, step=step)
         s.meta.searches.append(info)
         started = time.perf_counter()
@@ -181,20 +185,23 @@ class Gatherer:
         if not found.cached:  # a search taken from the cache costs no fee
             s.add_cost(costs.search_cost(engine.name, 1, max_results=wanted))
         hits = self._in_scope(hits[:wanted], query)
-        new = [h for h in hits if url_key(h.url) not in s.sources and url_key(h.url) not in pages]
-        new = list({url_key(h.url): h for h in new}.values())
+        new = [h for h in hits if hit_key(h) not in s.sources and hit_key(h) not in pages]
+        new = list({hit_key(h): h for h in new}.values())
         room = self._room()
         if room is not None and len(new) > room:  # max_total_results: keep the best-ranked ones
-            dropped = {url_key(h.url) for h in new[room:]}
+            dropped = {hit_key(h) for h in new[room:]}
             new = new[:room]
-            hits = [h for h in hits if url_key(h.url) not in dropped]
+            hits = [h for h in hits if hit_key(h) not in dropped]
         self.taken += len(new)
         info.results = len(hits)
-        if new and any(h.content is None for h in new):
-            s.say(f"fetching {sum(h.content is None for h in new)} pages")
+        to_fetch = sum(h.content is None for h in new)
+        if to_fetch:
+            self._pages_total += to_fetch
+            s.emit("fetching", f"fetching {to_fetch} page{'s' if to_fetch != 1 else ''}", total=self._pages_total,
+                   query=query)
             get_pool().start()  # extraction workers start while the pages download (once per process)
         for hit in new:
-            pages[url_key(hit.url)] = asyncio.ensure_future(self._page(hit, query, step))
+            pages[hit_key(hit)] = asyncio.ensure_future(self._page(hit, query, step))
         return hits, None
 
     async def _search(self, query: str, max_results: int) -> Lookup[list[SearchHit]]:
@@ -239,12 +246,17 @@ class Gatherer:
         info.cached, info.cache_age_s = page.cached, page.cache_age_s
         if page.final_url and page.final_url != hit.url:
             info.final_url = page.final_url
+        self._pages_done += 1
+        done, total = self._pages_done, max(self._pages_total, self._pages_done)
         if page.error is not None:
             info.status, info.error = "failed", page.error
             if page.limited:  # this server's own limits, not the site: say so
                 self.session.warn(f"{hit.url} could not be read: {page.error}")
+            self.session.emit("fetched", f"fetched {done} of {total}: skipped {hit.url} ({page.error})",
+                              done=done, total=total, url=hit.url)
             return info, ""
         info.title = page.title or hit.title or hit.url
+        self.session.emit("fetched", f"fetched {done} of {total}: {hit.url}", done=done, total=total, url=hit.url)
         return info, page.text
 
 
@@ -375,6 +387,13 @@ def _hit_data(hit: SearchHit) -> dict[str, Any]:
 def _hit(data: dict[str, Any]) -> SearchHit:
     """A hit back from the cache (fields another version wrote and this one lacks are dropped)."""
     return SearchHit(**{k: v for k, v in data.items() if k in _HIT_FIELDS})
+
+
+def hit_key(hit: SearchHit) -> str:
+    """A result's key within a request: a web page by its URL without the fragment (the same
+    page, fetched once); a document an index hands over with its text by its whole URL (the
+    sections of one page, ``shutil.html#shutil.copy`` and ``#shutil.move``, are sources apart)."""
+    return hit.url if hit.content is not None else url_key(hit.url)
 
 
 def url_key(url: str) -> str:

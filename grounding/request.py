@@ -392,6 +392,8 @@ class NamedToolChoice(_Strict):
 
 class StreamOptions(_Open):
     include_usage: bool | None = None
+    #: This library's: progress events as chunks with ``choices: []`` and ``progress: {...}``.
+    include_progress: bool | None = None
 
 
 class JSONSchemaFormat(_Open):

@@ -163,6 +163,11 @@ class TurnInfo(_Model):
     completion_tokens: int = 0
     finish_reason: str | None = None
     tool_calls: list[str] = Field(default_factory=list)
+    #: Prompt tokens the server took from its prompt cache (llama.cpp reports it).
+    cached_prompt_tokens: int | None = None
+    #: The server's own speeds, where it reports them (llama.cpp): prompt and output tokens per second.
+    prompt_tokens_per_s: float | None = None
+    output_tokens_per_s: float | None = None
 
 
 class EvidenceInfo(_Model):
@@ -370,6 +375,9 @@ class ChatCompletionChunk(_Model):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     metadata: Metadata | None = None
+    #: With ``stream_options.include_progress``: a progress event (``choices`` is empty), see
+    #: :class:`grounding.progress.ProgressEvent`.
+    progress: dict[str, Any] | None = None
 
 
 def new_id() -> str:

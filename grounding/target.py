@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from providers.models import ModelProfile, is_local_model, profile_for
 
 from .request import ChatRequest
 
-__all__ = ["Target", "resolve_target", "default_model", "LOCAL_CAPABILITIES"]
+__all__ = ["Target", "resolve_target", "start_local", "default_model", "LOCAL_CAPABILITIES"]
 
 #: The embedded model (a text-only coder model): no images out, no audio or images in.
 LOCAL_CAPABILITIES: tuple[tuple[str, bool], ...] = (("audio_input", False), ("image_output", False),
@@ -44,6 +45,9 @@ class Target:
     #: a capability not listed is unknown.
     capabilities: tuple[tuple[str, bool], ...] = ()
 
+    #: Settings the catalog found missing for this deployment (its key's env var), if any.
+    missing: tuple[str, ...] = ()
+
     def can(self, capability: str) -> bool | None:
         """Whether it has ``capability`` (``image_output``, ``audio_input``...); None: unknown."""
         return dict(self.capabilities).get(capability)
@@ -75,17 +79,19 @@ def default_model() -> str:
 async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | None = None,
                          model: str | None = None) -> Target:
     """Resolve ``model`` (default ``req.model``) as given, with the request's
-    ``api_base``/``api_key``; ``local`` starts the embedded model server (once)."""
+    ``api_base``/``api_key``. ``local`` is the embedded model: checked as
+    installed here, started by :func:`start_local` (``progress`` is unused and
+    kept for callers of the earlier signature)."""
     model = model or req.model
     if is_local_model(model):
-        from .local_model import LOCAL_MODEL_ALIAS, get_local_server
+        from .local_model import LOCAL_MODEL_ALIAS, check_installed, local_profile
 
-        server = await asyncio.to_thread(get_local_server, progress)
+        check_installed()
         return Target(
             name=f"local/{LOCAL_MODEL_ALIAS}",
-            litellm_model=server.litellm_model,
-            profile=profile_for(model, server.profile),
-            api_base=server.api_base,
+            litellm_model=f"openai/{LOCAL_MODEL_ALIAS}",
+            profile=profile_for(model, local_profile()),
+            api_base=None,
             api_key="local",
             provider="local",
             reasoning=False,
@@ -99,3 +105,26 @@ async def resolve_target(req: ChatRequest, progress: Callable[[str], None] | Non
         api_key=req.api_key,
         provider=model.split("/", 1)[0] if "/" in model else None,
     )
+
+
+async def start_local(targets: list[Target]) -> list[Target]:
+    """``targets`` with the embedded model's server started (once per process) and its
+    address filled in; progress (``loading_model``) goes to the current request."""
+    if not any(t.provider == "local" and t.api_base is None for t in targets):
+        return targets
+    from .local_model import get_local_server
+    from .progress import report
+
+    def say(message: str) -> None:
+        done, total = _counts(message)
+        report("loading_model", message, done=done, total=total)
+
+    server = await asyncio.to_thread(get_local_server, say)
+    return [replace(t, api_base=server.api_base) if t.provider == "local" and t.api_base is None else t
+            for t in targets]
+
+
+def _counts(message: str) -> tuple[int | None, int | None]:
+    """``"joining model weights (3/22)"`` -> ``(3, 22)``."""
+    m = re.search(r"\((\d+)/(\d+)\)\s*$", message)
+    return (int(m.group(1)), int(m.group(2))) if m else (None, None)

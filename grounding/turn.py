@@ -75,11 +75,14 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         chunks: list[Any] = []  # for pricing the turn afterwards
         stream = await session.attempts.stream(params)
         info.model = session.target.name
+        writing = kind in ("answer", "completion") and live  # say when the answer's first token comes
         try:
             async for chunk in stream:
                 chunks.append(chunk)
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
+                _prompt_progress(session, chunk, kind)
+                _timings(info, chunk)
                 if session.native is not None:
                     session.native.on_chunk(chunk, length)
                 for choice in chunk.choices or []:
@@ -97,6 +100,9 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
                             held += delta.content
                             continue
                         text, held = held + delta.content, ""
+                        if writing:
+                            writing = False
+                            session.emit("writing", "writing the answer")
                         out.streamed += text
                         yield ContentDelta(text)
                     if getattr(delta, "annotations", None):
@@ -131,6 +137,29 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
     info.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     session.attempts.turn_done(duration_ms=info.duration_ms, ttft_ms=info.time_to_first_token_ms,
                                output_tokens=info.completion_tokens or None)
+
+
+def _prompt_progress(session: "Session", chunk: Any, kind: str) -> None:
+    """llama.cpp's ``prompt_progress`` (streams with ``return_progress``): the prompt read so far."""
+    pp = getattr(chunk, "prompt_progress", None)
+    if not isinstance(pp, dict) or not pp.get("total"):
+        return
+    total, done = int(pp["total"]), int(pp.get("processed") or 0)
+    what = "the sources" if kind == "answer" else "the question" if kind == "search" else "the prompt"
+    session.emit("reading", f"reading {what}: {done:,} of {total:,} tokens", done=done, total=total)
+
+
+def _timings(info: TurnInfo, chunk: Any) -> None:
+    """llama.cpp's ``timings`` on the last chunk: prompt tokens taken from its cache, and speeds."""
+    t = getattr(chunk, "timings", None)
+    if not isinstance(t, dict):
+        return
+    if isinstance(t.get("cache_n"), int):
+        info.cached_prompt_tokens = t["cache_n"]
+    if isinstance(t.get("prompt_per_second"), (int, float)):
+        info.prompt_tokens_per_s = round(float(t["prompt_per_second"]), 2)
+    if isinstance(t.get("predicted_per_second"), (int, float)):
+        info.output_tokens_per_s = round(float(t["predicted_per_second"]), 2)
 
 
 def merge_tool_delta(calls: dict[int, dict[str, str]], tc: Any) -> None:

@@ -35,6 +35,8 @@ __all__ = [
     "default_engine_name",
     "run_search",
     "secret_env_vars",
+    "missing_engine_settings",
+    "ready_engine_names",
 ]
 
 
@@ -283,7 +285,9 @@ class LitellmSearchEngine:
                 response = await lm.asearch(**kwargs)
                 break
             except Exception as exc:  # litellm raises its own exception family per status
-                status = getattr(exc, "status_code", None)
+                from grounding.llm import received_status
+
+                status = received_status(exc)
                 retryable = status in (429, 500, 502, 503, 504) or status is None and _is_connection_error(exc)
                 if attempt >= self.retries or not retryable:
                     raise SearchEngineError(_describe(self.name, exc), secrets=(self.api_key,)) from exc
@@ -325,7 +329,8 @@ class LocalSearchEngine:
                 from .local_index import open_corpus
 
                 # Shielded: a request that gives up does not lose a build half done.
-                build = asyncio.ensure_future(asyncio.to_thread(open_corpus, self.corpus, self._progress))
+                build = asyncio.ensure_future(asyncio.to_thread(open_corpus, self.corpus,
+                                                                self._progress or _report_indexing))
                 try:
                     self._index = await asyncio.shield(build)
                 except FileNotFoundError as exc:
@@ -346,6 +351,13 @@ class LocalSearchEngine:
             assert options is not None
             found = [h for h in found if options.allows(h.url)]
         return [SearchHit(url=h.url, title=h.title, snippet=h.snippet, content=h.text) for h in found[:max_results]]
+
+
+def _report_indexing(done: int, total: int) -> None:
+    """Index-building progress, to the request that is waiting for it (see :mod:`grounding.progress`)."""
+    from grounding.progress import report
+
+    report("indexing", f"indexing the corpus: {done:,} of {total:,}", done=done, total=total)
 
 
 #: Not an engine: "use the model's own search where it has one".
@@ -396,6 +408,22 @@ def default_engine_name() -> str:
     return "local"
 
 
+def missing_engine_settings(name: str) -> list[str]:
+    """The env vars engine ``name`` needs that are not set (``[]``: ready, or not ours to judge:
+    an engine registered in code, ``local``, ``native``)."""
+    key = canonical_engine_name(name)
+    if key in _registry or key not in _LITELLM_ENGINES:
+        return []
+    return [var for var in _LITELLM_ENGINES[key] if not os.environ.get(var)]
+
+
+def ready_engine_names() -> list[str]:
+    """Engines usable as configured now: registered ones, ``local``, and web engines whose env vars are set."""
+    names = set(_registry) | {"local"}
+    names |= {n for n in _LITELLM_ENGINES if all(os.environ.get(v) for v in _LITELLM_ENGINES[n])}
+    return sorted(names)
+
+
 def get_engine(name: str) -> SearchEngine:
     """The engine registered under ``name`` (created once, then reused)."""
     key = canonical_engine_name(name)
@@ -410,27 +438,31 @@ def get_engine(name: str) -> SearchEngine:
 
 
 def _is_connection_error(exc: Exception) -> bool:
+    """A transport failure (worth a retry), not a local one such as a missing key."""
     import httpx
 
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, (ValueError, KeyError, TypeError)) and not isinstance(cause, httpx.TransportError):
+        return False  # litellm wraps its own configuration errors as connection errors
     return isinstance(exc, (httpx.TransportError, ConnectionError, asyncio.TimeoutError)) or (
         type(exc).__name__ in {"APIConnectionError", "Timeout", "ServiceUnavailableError"}
     )
 
 
 def _describe(engine: str, exc: Exception) -> str:
-    from grounding.llm import unreadable_answer
+    """One line for a failed search; an HTTP status only when the engine really answered with it."""
+    from grounding.llm import received_status, unreadable_answer, upstream_text
 
-    status = getattr(exc, "status_code", None)
-    text = str(getattr(exc, "message", "") or exc).replace("litellm.", "").strip().splitlines()
-    first = text[0][:200] if text else type(exc).__name__
+    status = received_status(exc)
+    first = upstream_text(exc)[:200]
     if unreadable_answer(exc, first):  # litellm gives these a made-up status
         return f"{engine}: the answer could not be read ({first})"
-    if status is not None and _is_connection_error(exc):  # litellm's made-up 500
-        return f"{engine}: {first}"
     if status == 429:
         return f"{engine}: rate limited (HTTP 429)"
     if status in (401, 403):
         return f"{engine}: rejected the API key (HTTP {status}); check its env vars"
     if status:
         return f"{engine}: HTTP {status}: {first}"
+    if _is_connection_error(exc):
+        return f"{engine}: could not connect: {first}"
     return f"{engine}: {first}"

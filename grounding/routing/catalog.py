@@ -65,7 +65,7 @@ from ..errors import InvalidRequestError
 from .types import CAPABILITIES, ModelInfo
 
 __all__ = ["Catalog", "get_catalog", "reset", "load_scores", "canonical_provider", "plain_id",
-           "provider_key_status", "SCORE_KEYS", "PROVIDER_ALIASES"]
+           "provider_key_status", "known_key_rules", "SCORE_KEYS", "PROVIDER_ALIASES"]
 
 #: The score columns of the scores file.
 SCORE_KEYS = ("intelligence", "coding", "math")
@@ -528,6 +528,11 @@ class Catalog:
                 return True, None
             provider = pc.litellm_provider
         return provider_key_status(provider)
+
+
+def known_key_rules(provider: str) -> bool:
+    """Whether this catalog knows how ``provider`` is keyed (its table, or keyless local servers)."""
+    return provider in _PROVIDER_KEYS or provider in _KEYLESS
 
 
 def provider_key_status(provider: str) -> tuple[bool, str | None]:

