@@ -139,6 +139,10 @@ __all__ = [
 ]
 
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "questions" / "shared_data.jsonl"
+#: Everyday Python questions answered by the built-in corpus (``--corpus python-docs``).
+PYTHON_DOCS_QUESTIONS = Path(__file__).resolve().parent / "questions" / "python_docs.jsonl"
+#: The local engine's built-in corpus, Python's documentation.
+BUILTIN = "python-docs"
 NAME = "search_modes"
 SUPPORT_THRESHOLD = 0.6
 OFFLINE_ENGINES = ("searxng", "tavily", "brave", "exa_ai", "serper", "local")
@@ -394,7 +398,8 @@ class Pages:
         self.shared = shared or {}
         self.web_url = web_url.rstrip("/") if web_url else None
         self.by_url = {url_key(p.url): key for key, p in self.shared.items()}
-        self.seen: dict[str, str] = {}  # url_key -> text the library used (extracted or indexed)
+        self.seen: dict[str, str] = {}  # url_key -> text the library used (extracted or indexed), per page
+        self.seen_exact: dict[str, str] = {}  # the URL as given (an index's section, with its #anchor) -> text
         self.shown: dict[str, str] = {}  # url_key -> that text as the model was shown it (trimmed to budget)
         self.fetched: dict[str, str] = {}  # url_key -> text fetched afterwards (--fetch-cited)
 
@@ -415,6 +420,8 @@ class Pages:
 
     def text(self, url: str) -> tuple[str | None, str | None]:
         """``(text, origin)``: what the library used, else the gold text, else a fetched text."""
+        if self.seen_exact.get(url):
+            return self.seen_exact[url], "library"
         k = url_key(url)
         if self.seen.get(k):
             return self.seen[k], "library"
@@ -426,8 +433,12 @@ class Pages:
         return None, None
 
     def record(self, url: str, text: str) -> None:
+        """Note the text the library used for ``url``: by its exact URL (an index's sections of one
+        page are documents apart) and joined per page (what the page as a whole said)."""
         if text:
-            self.seen[url_key(url)] = text
+            self.seen_exact[url] = text
+            k = url_key(url)
+            self.seen[k] = f"{self.seen[k]}\n\n{text}" if self.seen.get(k) else text
 
     def record_shown(self, tool_result: str) -> None:
         """Note the sources of one search result as the model read them (``<source ...>`` blocks)."""
@@ -438,6 +449,7 @@ class Pages:
     def clear_request(self) -> None:
         """Forget what the previous request read (each request is judged on its own sources)."""
         self.seen.clear()
+        self.seen_exact.clear()
         self.shown.clear()
 
 
@@ -573,7 +585,7 @@ class OfflineWorld:
     """The fake web, search, chat model and native provider in this process, and the local corpus."""
 
     def __init__(self, questions: Sequence[Question], *, corpus_dir: Path, distractors: int, seed: int,
-                 say: Any = None) -> None:
+                 say: Any = None, corpus: str | None = None) -> None:
         from tests.fakes.llm import FakeLLM
         from tests.fakes.native import FakeNative
         from tests.fakes.ranked_search import SharedDataSearch, shared_pages
@@ -582,6 +594,16 @@ class OfflineWorld:
 
         say = say or (lambda m: print(f"[{NAME}] {m}", file=sys.stderr))
         register()
+        self.corpus = corpus
+        if corpus == BUILTIN:  # Python's documentation: only the local engine and the fake models
+            self.shared, self.web, self.search, self.native = {}, None, None, None
+            self.llm = FakeLLM().start()
+            self.env = {}
+            self.corpus_dir = None
+            self.corpus_pages = []
+            say("opening (on first use: building) the index of Python's documentation ...")
+            self._register_local()
+            return
         self.shared = shared_pages()
         self.web = FakeWeb().start()
         say("indexing every shared page for the fake search engines ...")
@@ -622,10 +644,11 @@ class OfflineWorld:
         import providers.search as search
         from providers.local_index import open_corpus
 
-        open_corpus(str(self.corpus_dir)).close()  # build (or sync) the index before anything is timed
+        corpus = BUILTIN if self.corpus == BUILTIN else str(self.corpus_dir)
+        open_corpus(corpus).close()  # build (or sync) the index before anything is timed
         registry, instances = getattr(search, "_registry", {}), getattr(search, "_instances", {})
         self._saved_local = (registry.get("local"), instances.get("local"))
-        search.register_engine("local", search.LocalSearchEngine(corpus=str(self.corpus_dir)))
+        search.register_engine("local", search.LocalSearchEngine(corpus=corpus))
 
     def _unregister_local(self) -> None:
         """Give ``local`` back its built-in meaning (this process may run other things afterwards)."""
@@ -647,6 +670,8 @@ class OfflineWorld:
         raise SystemExit(f"--offline runs the local model or fake-<policy> models, not {name!r}")
 
     def native_model(self, name: str) -> ModelSpec:
+        if self.native is None:
+            raise SystemExit("--offline native search needs the shared-data world (not --corpus python-docs)")
         provider = name.split("/", 1)[0]
         return ModelSpec(f"{name} (FakeNative)", name,
                          {"api_base": self.native.api_base(provider), "api_key": "fake-key"},
@@ -660,8 +685,9 @@ class OfflineWorld:
     def close(self) -> None:
         self._unregister_local()
         for server in (self.native, self.llm, self.search, self.web):
-            with contextlib.suppress(Exception):
-                server.stop()
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
 
 
 def _with_canonical(html: bytes, url: str) -> bytes:
@@ -739,13 +765,13 @@ def score(q: Question, spec: ModelSpec, mode: Mode, response: Any, wall_ms: floa
     reachable = shown = None  # the gold page was given and its text (as the library had it / as the
     if mode.kind == "loop" and gold:  # model was shown it, trimmed to the source budget) holds an answer
         reachable = shown = False
-        for s in given:
+        for s in given:  # any source from a gold page (an index may give several sections of one)
             if url_key(pages.real_url(s.url)) in gold:
                 text, _ = pages.text(s.url)
-                reachable = bool(text) and contains_match(text, q.answers)
+                reachable = reachable or (bool(text) and contains_match(text, q.answers))
                 seen_text = pages.shown.get(url_key(s.url))
-                shown = None if not pages.shown else bool(seen_text) and contains_match(seen_text, q.answers)
-                break
+                shown = None if not pages.shown else bool(
+                    shown or (bool(seen_text) and contains_match(seen_text, q.answers)))
     row.update(
         answer=content,
         contains=int(contains_match(content, q.answers)),
@@ -997,6 +1023,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--distractors", type=int, default=200,
                     help="offline: other shared pages added to the local corpus (default 200)")
     ap.add_argument("--corpus-dir", type=Path, default=None, help="offline: where the local corpus is written")
+    ap.add_argument("--corpus", choices=(BUILTIN,), default=None,
+                    help="offline: the local engine answers from Python's documentation, the built-in corpus "
+                         "(with --questions benchmarks/questions/python_docs.jsonl), instead of shared-data pages")
     ap.add_argument("--temperature", type=float, default=0.0, help="sent to the model (default 0; -1: not sent)")
     ap.add_argument("--timeout", type=float, default=None, help="per model call, seconds")
     ap.add_argument("--fetch-cited", action=argparse.BooleanOptionalAction, default=None,
@@ -1013,7 +1042,8 @@ def plan(args: argparse.Namespace, world: OfflineWorld | None) -> tuple[list[tup
     """The (model, mode) runs, and the notes on what was skipped."""
     from providers.search import default_engine_name
 
-    engines = args.engines or (["searxng", "local"] if world else [default_engine_name()])
+    engines = args.engines or (["local"] if world and world.corpus == BUILTIN else
+                               ["searxng", "local"] if world else [default_engine_name()])
     modes = expand_modes(args.modes, engines, args.max_results, args.max_steps)
     runs: list[tuple[ModelSpec, Mode]] = []
     skipped: list[str] = []
@@ -1088,11 +1118,11 @@ def _run(argv: list[str] | None) -> int:
         for key in ("GROUNDING_MODEL", "GROUNDING_ENGINE", "GROUNDING_CORPUS"):
             os.environ.pop(key, None)
         world = OfflineWorld(all_questions, corpus_dir=args.corpus_dir or default_corpus_dir(),
-                             distractors=args.distractors, seed=seed,
+                             distractors=args.distractors, seed=seed, corpus=args.corpus,
                              say=lambda m: print(f"[{args.name}] {m}", file=sys.stderr))
         os.environ.update(world.env)
     shared = world.shared if world else _shared_if_available()
-    pages = Pages(shared, world.web.url if world else None)
+    pages = Pages(shared, world.web.url if world and world.web else None)
     load_before = environment()["loadavg"]
     rows: list[dict[str, Any]] = []
     warmup: dict[str, float] = {}
@@ -1146,6 +1176,7 @@ def _run(argv: list[str] | None) -> int:
             "temperature": temperature, "timeout": args.timeout, "search_context_size": args.search_context_size,
             "support_threshold": SUPPORT_THRESHOLD, "fetch_cited": fetch_cited,
             "distractors": args.distractors if args.offline else None,
+            "corpus": args.corpus,
             "corpus_pages": len(world.corpus_pages) if world else None,
             "corpus_dir": str(world.corpus_dir) if world else None,
             "env": {k: os.environ.get(k) for k in ("GROUNDING_SOURCE_TOKENS", "GROUNDING_CORPUS",
@@ -1204,7 +1235,10 @@ def _notes(args: argparse.Namespace, world: OfflineWorld | None, capturing: bool
     if not capturing:
         notes.append("page texts of the run could not be captured (grounding.gather.Gatherer._page is gone): "
                      "precision used gold texts only")
-    if world is not None:
+    if world is not None and world.corpus == BUILTIN:
+        notes.append("offline, built-in corpus: `local` is the index of Python's documentation (reference topics "
+                     "and every documented standard-library module, rendered by pydoc), as `grounding ask` uses it")
+    elif world is not None:
         notes += [
             "offline: FakeWeb serves the shared pages on 127.0.0.1; the web engines are SharedDataSearch "
             "(bm25 over every shared page's gold text); `local` indexes the question pages' HTML plus "

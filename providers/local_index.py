@@ -18,12 +18,12 @@ import pathlib
 import re
 import sqlite3
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from urllib.parse import quote_plus
 
 from providers.extract import extract, extract_plain
 
@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 BUILTIN_CORPUS = "python-docs"
-"""Name of the built-in corpus: the reference topics shipped with CPython."""
+"""Name of the built-in corpus: Python's documentation as the running CPython renders it
+(the language reference topics and every documented standard-library module; see
+:mod:`providers.python_docs`)."""
 
 Progress = Callable[[int, int], None]
 
@@ -47,6 +49,8 @@ _MAX_FILE_BYTES = 20 * 1024 * 1024  # bigger files are not pages; skip them
 _POOL_MIN_FILES = 64  # below this a process pool costs more than it saves
 _TITLE_WEIGHT, _TEXT_WEIGHT = 5.0, 1.0
 _SNIPPET_TOKENS = 30
+#: A query term in more documents than this share of the index is not required to match.
+_COMMON_SHARE = 0.2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -175,18 +179,36 @@ class LocalIndex:
     def search(self, query: str, limit: int = 5) -> list[IndexHit]:
         """The best ``limit`` documents for a free-text query, best first.
 
-        All terms must match first; when that finds fewer than ``limit``
-        documents, documents matching any term fill the rest.
+        All terms must match first, except terms so common in this index
+        that they tell documents apart no better than a stop word would (in
+        more than a fifth of them, such as "python" in Python's documentation);
+        when that finds fewer than ``limit`` documents, documents matching any
+        term fill the rest.
         """
         terms = _query_terms(query)
         if not terms or limit <= 0:
             return []
-        hits = self._match(_fts_query(terms, "AND"), limit)
+        required = self._discriminating(terms)
+        hits = self._match(_fts_query(required, "AND"), limit)
         if len(hits) < limit and len(terms) > 1:
             seen = {h.url for h in hits}
             more = self._match(_fts_query(terms, "OR"), limit)
             hits += [h for h in more if h.url not in seen][: limit - len(hits)]
         return hits
+
+    def _discriminating(self, terms: list[str]) -> list[str]:
+        """``terms`` without those found in more than :data:`_COMMON_SHARE` of the documents
+        (all of them if every term is that common)."""
+        if len(terms) < 2:
+            return terms
+        with self._lock:
+            total = self._conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+            if total < 20:
+                return terms
+            counts = [self._conn.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?",
+                                         (_fts_query([t], "AND"),)).fetchone()[0] for t in terms]
+        rare = [t for t, n in zip(terms, counts) if n <= total * _COMMON_SHARE]
+        return rare or terms
 
     def _match(self, expression: str, limit: int) -> list[IndexHit]:
         sql = (
@@ -389,20 +411,31 @@ def open_corpus(corpus: str | None, progress: Progress | None = None) -> LocalIn
 
 
 def _open_python_docs(progress: Progress | None) -> LocalIndex:
-    """Python's reference topics (``pydoc_data``), cached per Python version."""
-    from pydoc_data.topics import topics
+    """Python's documentation (:mod:`providers.python_docs`), indexed once per Python version and
+    corpus version, then opened from the cache. Built in a temporary file renamed into place, so
+    an interrupted build (or another process building it at the same time) leaves no half index."""
+    from .python_docs import CORPUS_VERSION, build
 
     version = ".".join(map(str, sys.version_info[:3]))
-    index = LocalIndex(_cache_dir() / f"{BUILTIN_CORPUS}-{version}.sqlite3")
-    if len(index) < len(topics):
-        index.add_many(
-            (
-                f"https://docs.python.org/3/search.html?q={quote_plus(label)}",
-                next((line.strip() for line in text.splitlines() if line.strip()), label),
-                text.strip(),
-            )
-            for label, text in sorted(topics.items())
-        )
-    if progress:
-        progress(len(topics), len(topics))
-    return index
+    path = _cache_dir() / f"{BUILTIN_CORPUS}-v{CORPUS_VERSION}-{version}.sqlite3"
+    if path.exists():
+        index = LocalIndex(path)
+        if len(index):
+            if progress:
+                progress(1, 1)
+            return index
+        index.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".building")
+    os.close(fd)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        with LocalIndex(tmp) as building:
+            building.add_many(build(progress))
+            with building._lock:
+                building._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, pathlib.Path(f"{tmp}-wal"), pathlib.Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+    return LocalIndex(path)

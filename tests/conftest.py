@@ -40,3 +40,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def python_docs_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A cache folder holding the built-in corpus (Python's documentation), built once per run
+    (about half a minute); point ``GROUNDING_CACHE_DIR`` at it to use it."""
+    from providers.local_index import open_corpus
+
+    cache = tmp_path_factory.mktemp("python-docs-cache")
+    saved = os.environ.get("GROUNDING_CACHE_DIR")
+    os.environ["GROUNDING_CACHE_DIR"] = str(cache)
+    try:
+        open_corpus("python-docs").close()
+    finally:
+        if saved is None:
+            os.environ.pop("GROUNDING_CACHE_DIR", None)
+        else:
+            os.environ["GROUNDING_CACHE_DIR"] = saved
+    return str(cache)

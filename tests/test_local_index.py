@@ -321,13 +321,3 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Pa
     assert default_index_path("/some/corpus").parent == tmp_path / ".cache" / "grounding" / "index"
 
 
-@pytest.mark.parametrize("name", [None, "python-docs"])
-def test_python_docs_corpus(name: str | None, cache_dir: pathlib.Path) -> None:
-    with open_corpus(name) as index:
-        assert len(index) == 79
-        hit = index.search("nonlocal statement")[0]
-        assert hit.title == 'The "nonlocal" statement'
-        assert hit.url == "https://docs.python.org/3/search.html?q=nonlocal"
-        assert "nonlocal" in hit.snippet
-        assert index.search("how does the with statement use context managers?")
-    assert list((cache_dir / "index").glob("python-docs-*.sqlite3"))
