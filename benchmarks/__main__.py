@@ -77,6 +77,9 @@ BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
     Bench("hardening", "benchmarks.hardening",
           "bad inputs and misbehaving upstreams against `grounding serve`: 5xx seen, faults handled, "
           "what a silent model, engine or page costs", ("--limit", "1")),
+    Bench("first-byte", "benchmarks.first_byte",
+          "when a grounded stream through `grounding serve` shows life: first byte, comment, progress, token",
+          ("--limit", "1", "--model-ms", "1000")),
 )}
 
 #: Extra runs ``all`` makes: (label, benchmark, arguments).

@@ -180,27 +180,43 @@ LOCAL_PROFILE = ModelProfile(
     parallel_tool_calls=False,
     answer_tool_choice="none",
     context_tokens=_DEFAULT_CTX,
-    source_token_budget=1500,
+    source_token_budget=700,
+    first_query="question",
+    prompt_progress=True,
+    answer_tools=False,
 )
 """How the tool loop drives the local model at its default 4,096-token context.
 
-Search turns: ``tool_choice="required"``, ``parallel_tool_calls=False``.
-Answer turn: ``tool_choice="none"``.  Sources: about 1,500 tokens in all, so
-that the prompt (~150 tokens), the sources and a few hundred tokens of answer
-fit the context, and the answer starts within ~25 s on two cores.
+The first search is the user's question itself (no search turn: the 1.5B
+model's queries were no better than the question, and the turn cost a model
+call; ``GROUNDING_LOCAL_QUERY=model`` brings it back). Later search turns:
+``tool_choice="required"``, ``parallel_tool_calls=False``. Answer turn:
+no tools declared (the template renders the history without them, and the
+prompt is ~100 tokens shorter). Sources: about 700 tokens in all (the built-in
+corpus's documents are sections of a page, so three of them fit), since
+reading the prompt is most of the wait on two cores (see
+``benchmarks/RESULTS.md``). Streams ask llama.cpp for prompt progress.
 """
 
 
 def _profile_for_ctx(n_ctx: int) -> ModelProfile:
-    """:data:`LOCAL_PROFILE`, its source budget scaled to a context of ``n_ctx`` tokens."""
+    """:data:`LOCAL_PROFILE`, its source budget scaled to a context of ``n_ctx`` tokens, and its
+    first query as ``GROUNDING_LOCAL_QUERY`` says (``question``, the default, or ``model``)."""
+    profile = LOCAL_PROFILE
+    query = os.environ.get("GROUNDING_LOCAL_QUERY", "").strip().lower()
+    if query:
+        if query not in ("question", "model"):
+            raise LocalModelError(f"GROUNDING_LOCAL_QUERY={query!r} must be 'question' or 'model'")
+        profile = replace(profile, first_query=query)
     if n_ctx == LOCAL_PROFILE.context_tokens:
-        return LOCAL_PROFILE
+        return profile
     budget = max(256, LOCAL_PROFILE.source_token_budget * n_ctx // _DEFAULT_CTX)
-    return replace(LOCAL_PROFILE, context_tokens=n_ctx, source_token_budget=budget)
+    return replace(profile, context_tokens=n_ctx, source_token_budget=budget)
 
 
 def local_profile() -> ModelProfile:
-    """The profile the local model will have (``GROUNDING_LOCAL_CTX`` read), without starting it."""
+    """The profile the local model will have (``GROUNDING_LOCAL_CTX`` and ``GROUNDING_LOCAL_QUERY``
+    read), without starting it."""
     return _profile_for_ctx(_env_int("GROUNDING_LOCAL_CTX", _DEFAULT_CTX, 512))
 
 

@@ -16,6 +16,7 @@ from . import cost as costs
 from . import llm
 from .errors import GroundingError
 from .events import ContentDelta
+from .leaks import TagScrubber, scrub
 from .response import TurnInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,9 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         choice = response.choices[0]
         message = choice.message
         out.content = message.content or ""
+        if session.req.web_search is not None:
+            out.content, removed = scrub(out.content)
+            _say_removed(session, removed)
         out.finish_reason = choice.finish_reason
         out.calls = [Call(tc.id or f"call_{i}", tc.function.name or "", tc.function.arguments or "")
                      for i, tc in enumerate(message.tool_calls or [])]
@@ -71,6 +75,8 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         pieces: list[str] = []
         length = 0  # characters received so far (where a streamed citation points)
         held = ""
+        # The tool loop's source tags, if the model copies one into its text, never reach the caller.
+        scrubber = TagScrubber() if session.req.web_search is not None else None
         calls: dict[int, dict[str, str]] = {}
         chunks: list[Any] = []  # for pricing the turn afterwards
         stream = await session.attempts.stream(params)
@@ -100,6 +106,10 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
                             held += delta.content
                             continue
                         text, held = held + delta.content, ""
+                        if scrubber is not None:
+                            text = scrubber.feed(text)
+                            if not text:
+                                continue
                         if writing:
                             writing = False
                             session.emit("writing", "writing the answer")
@@ -123,9 +133,18 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
         out.content = "".join(pieces)
         session.add_cost(costs.stream_cost(session.target.litellm_model, chunks))
         out.calls = [Call(c["id"] or f"call_{i}", c["name"], c["arguments"]) for i, c in sorted(calls.items())]
+        if scrubber is not None:
+            out.content, removed = scrub(out.content)
+            _say_removed(session, removed)
+            tail = scrubber.flush()
+            if tail and live and (out.streamed or not out.calls):
+                out.streamed += tail
+                yield ContentDelta(tail)
         if live and held and not out.calls:
-            out.streamed += held
-            yield ContentDelta(held)
+            held = scrub(held)[0] if scrubber is not None else held
+            if held:
+                out.streamed += held
+                yield ContentDelta(held)
     if not out.content and not out.calls and not out.images:
         session.warn(f"{session.target.name} returned an empty answer (finish_reason: {out.finish_reason})")
     session.usage.add(usage)
@@ -139,14 +158,24 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
                                output_tokens=info.completion_tokens or None)
 
 
+def _say_removed(session: "Session", removed: int) -> None:
+    if removed:
+        session.warn(f"the model copied {removed} source tag(s) of its prompt (<source ...>) into its text; "
+                     "they were removed")
+
+
 def _prompt_progress(session: "Session", chunk: Any, kind: str) -> None:
     """llama.cpp's ``prompt_progress`` (streams with ``return_progress``): the prompt read so far."""
     pp = getattr(chunk, "prompt_progress", None)
     if not isinstance(pp, dict) or not pp.get("total"):
         return
-    total, done = int(pp["total"]), int(pp.get("processed") or 0)
+    total, done, cached = int(pp["total"]), int(pp.get("processed") or 0), int(pp.get("cache") or 0)
     what = "the sources" if kind == "answer" else "the question" if kind == "search" else "the prompt"
-    session.emit("reading", f"reading {what}: {done:,} of {total:,} tokens", done=done, total=total)
+    if done <= cached:  # the first report (often the only one litellm passes on): how much there is to read
+        message = f"reading {what}: {total - cached:,} tokens" + (f" ({cached:,} more from cache)" if cached else "")
+    else:
+        message = f"reading {what}: {done:,} of {total:,} tokens"
+    session.emit("reading", message, done=done, total=total)
 
 
 def _timings(info: TurnInfo, chunk: Any) -> None:

@@ -23,6 +23,15 @@ class ModelProfile:
     source_token_budget: int = 6000
     #: The context window, when known (the local model's as served).
     context_tokens: int | None = None
+    #: The first search's query: ``"model"`` (a search turn: the model writes it) or ``"question"``
+    #: (the user's question itself, no search turn: for a small model whose queries are no better,
+    #: it saves a whole model call).
+    first_query: str = "model"
+    #: Ask the server for prompt-processing progress (llama.cpp's ``return_progress``) on streams.
+    prompt_progress: bool = False
+    #: Keep the search tool declared on the answer turn when the history holds tool calls (some
+    #: providers require it); a server of our own (the local model) reads less without it.
+    answer_tools: bool = True
 
     @property
     def forces_search(self) -> bool:

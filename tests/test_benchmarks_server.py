@@ -76,3 +76,19 @@ def test_a_quick_run_writes_sane_results(tmp_path):
         assert row["loadavg_after"] is not None
     assert target["levels"][1]["steady_concurrency"] > 1.2
     assert "grounded (web_search)" in (tmp_path / "server-load.md").read_text()
+
+
+def test_first_byte_benchmark_shows_the_early_start(tmp_path):
+    from benchmarks import first_byte
+
+    assert first_byte.main(["--limit", "1", "--model-ms", "1500", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "first-byte.json").read_text())
+    default, held = report["settings"]
+    d, h = default["median_s"], held["median_s"]
+    # Two model turns of 1.5 s each: the default start sends a comment and progress long before the
+    # first token; the held stream sends nothing before it (the server's earlier behaviour).
+    assert d["first_comment"] is not None and d["first_byte"] <= d["first_progress"] < d["first_token"] <= d["done"]
+    assert h["first_comment"] is None and 3.0 <= h["first_byte"] <= h["first_token"]  # after both model waits
+    assert default["rows"][0]["stages"][:3] == ["resolving", "thinking", "searching"]
+    assert "| default (stream_first_byte_s 0.5) |" in (tmp_path / "first-byte.md").read_text()
+    assert (tmp_path / "first-byte-timeline.png").stat().st_size > 0

@@ -153,10 +153,23 @@ def test_startup_and_offline_plots_from_their_reports(tmp_path):
     assert "| `python -c pass` | 42 |" in paths[1].read_text()
     assert (tmp_path / "startup-medians.png").read_bytes().startswith(PNG)
 
-    run = {"seconds_to_first_token": 30.0, "seconds_to_whole_answer": 33.0, "prompt_tokens": 2000,
-           "completion_tokens": 60, "turns": [{"kind": "search", "duration_s": 3.0}, {"kind": "answer", "duration_s": 30.0}]}
-    result = {"date": "today", "question": "q?", "model_startup_seconds": 4.0, "seed": 1,
-              "machine": {"load_average": (0.1, 0.1, 0.1)}, "runs": [run, run]}
+    run = {"question": "q?", "seconds_to_first_token": 30.0, "seconds_to_whole_answer": 33.0, "model_calls": 1,
+           "prompt_tokens": 900, "answer_prompt_tokens": 900, "answer_cached_prompt_tokens": 250,
+           "prompt_tokens_per_s": 40.0, "output_tokens_per_s": 9.5, "completion_tokens": 60,
+           "turns": [{"kind": "answer", "duration_s": 30.0}]}
+    result = {"date": "today", "command": "python -m benchmarks.offline", "model_startup_seconds": 4.0, "seed": 1,
+              "load_average": {"before": (0.1, 0.1, 0.1), "after": (0.1, 0.1, 0.1)}, "runs": [run, run],
+              **offline.summarize([run, run])}
     write_outputs(tmp_path, "offline", result, offline.markdown(result), {"runs": offline.runs_figure(result)})
-    assert "| 2 | 30.0 | 33.0 | 2000 | 60 | search 3.0, answer 30.0 |" in (tmp_path / "offline.md").read_text()
+    text = (tmp_path / "offline.md").read_text()
+    assert "| 2 | q? | 30.0 | 33.0 | 1 | 900 (900, 250) | 40.0 | 9.5 |" in text
+    assert "Median: first token 30.0 s, whole answer 33.0 s, 900 prompt tokens." in text
+    ablation = {"date": "today", "command": "python -m benchmarks.offline --ablation", "settings": {"runs": 2},
+                "configurations": [{"label": label, "load_average": result["load_average"], **result}
+                                   for label, _ in offline.ABLATION]}
+    write_outputs(tmp_path, "offline-ablation", ablation, offline.ablation_markdown(ablation),
+                  {"changes": offline.ablation_figure(ablation)})
+    assert "| + 700 source tokens | 30.0 | 33.0 | 1 | 900 | 900 (250) | 40.0 | 9.5 | 0.1 |" in (
+        tmp_path / "offline-ablation.md").read_text()
+    assert (tmp_path / "offline-ablation-changes.png").read_bytes().startswith(PNG)
     assert (tmp_path / "offline-runs.png").read_bytes().startswith(PNG)

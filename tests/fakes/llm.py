@@ -155,6 +155,9 @@ class _OpenAIWriter:
         self.prompt_tokens = _tokens(body.get("messages")) + (
             _tokens(body["tools"]) if body.get("tools") else 0
         )
+        #: llama.cpp's server dialect: ``return_progress`` asks for prompt progress chunks, and the
+        #: last chunk then carries ``timings`` (as llama.cpp's server sends them).
+        self.llamacpp = bool(body.get("return_progress"))
 
     def usage(self, action: Action) -> dict[str, Any]:
         image_tokens = IMAGE_TOKENS * len(action.images)
@@ -231,6 +234,12 @@ class _OpenAIWriter:
                 payload["usage"] = None
             return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
+        if self.llamacpp:  # what llama.cpp sends while it reads the prompt (in batches)
+            total, batch = self.prompt_tokens, max(1, self.prompt_tokens // 2)
+            for done in (0, batch, total):
+                data = json.loads(chunk({"role": "assistant", "content": None})[6:])
+                data["prompt_progress"] = {"total": total, "cache": 0, "processed": done, "time_ms": done}
+                yield b"data: " + json.dumps(data).encode() + b"\n\n"
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         if action.text:
             for piece in _words(action.text):
@@ -242,7 +251,13 @@ class _OpenAIWriter:
             yield chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
             for piece in _fragments(call.arguments):
                 yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-        yield chunk({}, "tool_calls" if action.tool_calls else "stop")
+        if self.llamacpp:
+            data = json.loads(chunk({}, "tool_calls" if action.tool_calls else "stop")[6:])
+            data["timings"] = {"cache_n": 0, "prompt_n": self.prompt_tokens, "prompt_per_second": 40.0,
+                               "predicted_per_second": 10.0}
+            yield b"data: " + json.dumps(data).encode() + b"\n\n"
+        else:
+            yield chunk({}, "tool_calls" if action.tool_calls else "stop")
         if include_usage:
             last = {
                 "id": self.id,

@@ -398,6 +398,9 @@ POLICIES: dict[str, Policy] = {
     "judge": _judge,
     "judge-garbage": lambda c: Action(text="I think they are all fine."),
     "nocite": searching(lambda c: _claim(c.sources()[0]) if c.sources() else "I know this."),
+    # Copies its prompt's source markup into the answer, as small models sometimes do.
+    "leaky": searching(lambda c: "".join(f'<source id="{s.id}" url="{s.url}">\n{_claim(s)} [{s.id}]\n</source>\n'
+                                        for s in c.sources()[:2]) or "I know this."),
     "direct": lambda c: Action(text="I know this."),
     "echo-json": _echo_json,
     # response_format with grounding: schema-valid JSON; invalid until asked to repair; never valid;
