@@ -126,10 +126,19 @@ async def _ask(args: argparse.Namespace) -> int:
         await drain_logging()  # litellm's background logging, finished before the loop ends
 
 
+def _check_first(request: dict) -> None:
+    """The request's own settings (its engine's key, its model's key), checked before the rest of
+    the library (and litellm) is imported: a missing key is reported at once."""
+    from .preflight import check_request
+    from .request import parse_request
+    from .target import default_model
+
+    check_request(parse_request(dict(request), default_model=default_model()))
+
+
 async def _answer(args: argparse.Namespace) -> int:
     from providers.search import LocalSearchEngine, register_engine
 
-    from .api import acompletion
     from .errors import InvalidRequestError
 
     progress = _Progress()
@@ -159,6 +168,9 @@ async def _answer(args: argparse.Namespace) -> int:
     citations = {k: v for k, v in (("verify", args.verify), ("verifier", args.verifier)) if v}
     if citations:
         request["citations"] = citations
+    _check_first(request)
+    from .api import acompletion
+
     if args.json:
         result = await acompletion(progress=progress, **request)
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
