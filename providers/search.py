@@ -337,6 +337,13 @@ class LocalSearchEngine:
                     raise SearchEngineError(f"local corpus not found: {exc}") from exc
         return self._index
 
+    async def warm(self) -> None:
+        """Open (on first use: build) the index now, e.g. while a model loads; errors surface at search."""
+        try:
+            await self._open()
+        except Exception:  # noqa: BLE001 (the search that needs the index reports it)
+            pass
+
     #: Domain filters are applied inside the index search, so ``max_results`` counts kept pages.
     search_options = frozenset({"allowed_domains", "excluded_domains"})
 

@@ -244,3 +244,24 @@ def test_a_question_first_profile_searches_the_question_and_reports_reading_prog
     result = grounding.completion(model="openai/fake-small", api_base=f"{fake_llm.url}/v1", api_key="sk-test",
                                   messages=[{"role": "user", "content": QUESTION}], web_search=WEB)
     assert result.choices[0].message.content and "return_progress" not in fake_llm.chat_requests()[0].json
+
+
+def test_an_engine_that_can_warm_up_starts_before_the_first_search(fake_llm, fake_web):
+    """The local index builds while a model loads: the loop calls an engine's warm() at the start."""
+    from providers.search import SearchHit, register_engine
+
+    calls: list[str] = []
+
+    class Warmable:
+        name = "warmable"
+
+        async def warm(self):
+            calls.append("warm")
+
+        async def search(self, query, max_results):
+            calls.append("search")
+            return [SearchHit(url=f"{fake_web.url}/wcxb/0001", title="a page")]
+
+    register_engine("warmable", Warmable())
+    ask(fake_llm, web_search={"engine": "warmable"})
+    assert calls == ["warm", "search"]
