@@ -20,7 +20,6 @@ traceback (the traceback goes to the server's log, secrets scrubbed).
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -322,7 +321,9 @@ def _model_list(state: ServerState) -> list[dict[str, Any]]:
 
     for info in get_catalog().pool():
         add(info.id, info.provider)
-    if importlib.util.find_spec("xllamacpp") is not None:
+    from ..local_model import is_installed
+
+    if is_installed():  # its runtime and weights: what model="local" (and an offline "auto") will use
         add("local", "local")
     return list(out.values())
 
