@@ -193,6 +193,9 @@ class _Portal:
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
+                from .llm import own_loop
+
+                own_loop(self._loop)
                 threading.Thread(target=self._loop.run_forever, name="grounding-loop", daemon=True).start()
                 atexit.register(self.close)
                 from .llm import at_exit

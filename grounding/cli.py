@@ -118,6 +118,11 @@ class _Progress:
 
 
 async def _ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .llm import own_loop
+
+    own_loop(asyncio.get_running_loop())
     try:
         return await _answer(args)
     finally:

@@ -110,7 +110,7 @@ async def _native_annotations(s: "Session", content: str, found: Sequence[dict])
     missing = [url for url in urls if url not in quoted]
     if missing and mode != "off":
         if fetch:
-            s.say(f"fetching {len(missing)} cited page(s) to check the citations")
+            s.emit("fetching", f"fetching {len(missing)} cited page(s) to check the citations", total=len(missing))
             for url, page in zip(missing, await _read_pages(missing)):
                 pages[url] = SourceInfo(url=url, title=page.title or titles[url], status="native",
                                         duration_ms=page.duration_ms, final_url=page.final_url,
@@ -203,7 +203,7 @@ async def _check(s: "Session", content: str, citations: list[Citation], sources:
     info = s.meta.citations
     info.verify = mode  # type: ignore[assignment]
     if mode != "off" and citations:
-        s.say(f"checking {len(citations)} citation(s)")
+        s.emit("checking", f"checking {len(citations)} citation(s)", total=len(citations))
     result = await check_citations(content, citations, sources, mode=mode,  # type: ignore[arg-type]
                                    judge=judge_for(verifier) if mode != "off" else None, unchecked=unchecked)
     info.annotations = len(result.annotations)

@@ -28,7 +28,7 @@ from .errors import (
 from .redact import install_filter, redact
 
 __all__ = ["litellm", "acompletion", "to_grounding_error", "unreadable_answer", "unknown_model", "upstream_text",
-           "received_status", "drain_logging"]
+           "received_status", "drain_logging", "own_loop"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -50,6 +50,7 @@ def litellm() -> ModuleType:
                 install_filter(*(logging.getLogger(n) for n in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")))
                 # Registered after litellm's own exit handler, so it runs first (atexit is LIFO).
                 atexit.register(_drain_at_exit)
+                _quiet_loop_changes()
                 # litellm leaves ~300k objects behind; move them out of the GC's
                 # way, or an early request pays a ~250 ms full collection.
                 gc.freeze()
@@ -223,3 +224,46 @@ async def drain_logging(timeout: float = 2.0) -> None:
         await worker.stop()
     except Exception:
         pass
+
+
+class _LoopChangeFilter(logging.Filter):
+    """Drops litellm's warning that its logging worker moved to another event loop (it moves
+    its queued work along; a caller using both the sync and the async API sees it for nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("LoggingWorker: event loop changed")
+
+
+def _quiet_loop_changes() -> None:
+    try:
+        from litellm._logging import verbose_logger
+    except ImportError:  # another litellm layout
+        return
+    if not any(isinstance(f, _LoopChangeFilter) for f in verbose_logger.filters):
+        verbose_logger.addFilter(_LoopChangeFilter())
+
+
+def own_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Set up a loop this library owns (the sync API's, the CLI's, the server's) for litellm.
+
+    litellm's logging worker is one process-wide object: when a call runs on
+    another loop it starts a new worker task there and drops its reference to
+    the old one, which the garbage collector later reports as "Task was
+    destroyed but it is pending!" (the task only ever waits on its queue: nothing
+    is lost). Those reports, and only those, are dropped on this loop; every
+    other exception still reaches the loop's handler.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("task")
+        coro = getattr(task, "get_coro", lambda: None)() if task is not None else None
+        if context.get("message") == "Task was destroyed but it is pending!" and \
+                getattr(coro, "__qualname__", "").startswith("LoggingWorker."):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

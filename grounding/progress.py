@@ -45,6 +45,7 @@ STAGES = (
     "fetched",        # one page fetched and extracted, or failed (done/total, url)
     "reading",        # the answer turn starts: the model reads the sources (total: sources)
     "writing",        # the answer's first token arrived
+    "checking",       # the answer's citations checked against their pages (total: citations)
     "repairing",      # the answer broke its response_format: one correction turn
 )
 

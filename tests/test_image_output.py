@@ -146,7 +146,8 @@ def test_a_text_only_model_is_refused(fake_llm):
     assert err.value.code == "unsupported_modality" and fake_llm.chat_requests() == []
 
 
-def test_an_image_model_that_cannot_call_tools_cannot_run_the_tool_loop(fake_native):
+def test_an_image_model_that_cannot_call_tools_cannot_run_the_tool_loop(fake_native, monkeypatch):
+    monkeypatch.setenv("SEARXNG_API_BASE", "http://127.0.0.1:9")  # the engine is configured: the model is the problem
     with pytest.raises(InvalidRequestError) as err:
         gemini(fake_native, web_search={"engine": "searxng"})
     assert err.value.param == "web_search" and err.value.code == "unsupported_combination"

@@ -232,7 +232,7 @@ def test_user_location_reaches_engines_that_take_a_country(fake_llm, fake_search
     ({"allowed_domains": ["*.example.com"]}, "web_search.allowed_domains", "wildcards"),
     ({"excluded_domains": ["exa mple.com"]}, "web_search.excluded_domains", "not a valid domain"),
     ({"allowed_domains": []}, "web_search.allowed_domains", "at least 1"),
-    ({"max_total_results": 0}, "web_search.max_total_results", "greater than or equal to 1"),
+    ({"max_total_results": 0}, "web_search.max_total_results", "must be at least 1 (got 0)"),
     ({"search_context_size": "huge"}, "web_search.search_context_size", "low"),
     ({"user_location": {"approximate": {"country": "France"}}}, "web_search.user_location.approximate.country",
      "two-letter"),

@@ -509,6 +509,11 @@ def create_app(config: Config | dict[str, Any] | str | None = None, *, store: An
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        from ..llm import own_loop
+
+        own_loop(asyncio.get_running_loop())
         from providers.extract_pool import get_pool, shutdown_pool
 
         get_pool().start()  # the extraction workers start now, not on the first request

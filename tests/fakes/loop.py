@@ -22,7 +22,10 @@ class ModuleLoop:
     """``run(coro)`` on one loop; ``close()`` drains litellm's logging, cancels the rest, closes."""
 
     def __init__(self) -> None:
+        from grounding.llm import own_loop
+
         self.loop = asyncio.new_event_loop()
+        own_loop(self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
