@@ -97,8 +97,12 @@ def one_answer(question: str) -> dict:
         "completion_tokens": usage.completion_tokens if usage else None,
         "answer_prompt_tokens": answer_turn.prompt_tokens,
         "answer_cached_prompt_tokens": answer_turn.cached_prompt_tokens,
-        "prompt_tokens_per_s": answer_turn.prompt_tokens_per_s,
-        "output_tokens_per_s": answer_turn.output_tokens_per_s,
+        # llama.cpp's own speeds when it reports them, else observed: the prompt tokens it had to read
+        # over the answer turn's time to first token, the tokens it wrote over the rest of the turn.
+        "prompt_tokens_per_s": answer_turn.prompt_tokens_per_s or _rate(
+            answer_turn.prompt_tokens - (answer_turn.cached_prompt_tokens or 0), answer_turn.time_to_first_token_ms),
+        "output_tokens_per_s": answer_turn.output_tokens_per_s or _rate(
+            answer_turn.completion_tokens, (answer_turn.duration_ms or 0) - (answer_turn.time_to_first_token_ms or 0)),
         "turns": [{"kind": t.kind, "duration_s": round(t.duration_ms / 1000, 2),
                    "ttft_s": round((t.time_to_first_token_ms or 0) / 1000, 2),
                    "prompt_tokens": t.prompt_tokens, "cached_prompt_tokens": t.cached_prompt_tokens,
@@ -109,6 +113,11 @@ def one_answer(question: str) -> dict:
         "annotations": meta.citations.annotations,
         "inferred_citations": meta.citations.inferred,
     }
+
+
+def _rate(tokens: int | None, ms: float | None) -> float | None:
+    """Tokens per second over ``ms`` milliseconds (None when either is missing)."""
+    return round(tokens / (ms / 1000), 1) if tokens and ms and ms > 0 else None
 
 
 def _median(rows: list[dict], key: str) -> float | int | None:

@@ -433,17 +433,26 @@ def _cpus() -> int:
 
 
 def _default_threads() -> tuple[int, int]:
-    """Threads for generation and for prompt processing (batches).
+    """Threads for generation and for prompt processing (batches), chosen when the server starts.
 
     Prompt processing is compute-bound: ``min(2, CPUs)`` threads.  Generation
     is memory-bound, and llama.cpp's threads meet at a barrier for every
     operation of every token, so one descheduled thread stalls the others: on
-    a 2-core machine busy with other work, two generation threads made 0.3-1.3
-    tokens/s where one made 7-10 (and on an idle one, 10-18 against 10-13).
-    So generation leaves a CPU free: ``min(2, CPUs - 1)``, at least 1.
+    a 2-core machine busy with other work (load average 5-7), two generation
+    threads made 0.3-1.3 tokens/s where one made 7-10; on a quiet one (load
+    average 1.6) two made 19.9 tokens/s where one made 12.8
+    (``benchmarks/RESULTS.md``, the offline ablation). So generation uses
+    ``min(2, CPUs)`` threads while the 1-minute load average leaves those
+    CPUs free (below ``CPUs``), else leaves one CPU free: ``min(2, CPUs - 1)``,
+    at least 1. ``GROUNDING_LOCAL_THREADS`` decides instead when set.
     """
     cpus = _cpus()
-    return max(1, min(2, cpus - 1)), max(1, min(2, cpus))
+    try:
+        busy = os.getloadavg()[0] >= cpus
+    except (AttributeError, OSError):  # no load average here: assume others may need a CPU
+        busy = True
+    generation = max(1, min(2, cpus - 1)) if busy else max(1, min(2, cpus))
+    return generation, max(1, min(2, cpus))
 
 
 def _free_port() -> int:

@@ -163,7 +163,7 @@ class TurnInfo(_Model):
     completion_tokens: int = 0
     finish_reason: str | None = None
     tool_calls: list[str] = Field(default_factory=list)
-    #: Prompt tokens the server took from its prompt cache (llama.cpp reports it).
+    #: Prompt tokens the provider took from its prompt cache (``usage.prompt_tokens_details.cached_tokens``).
     cached_prompt_tokens: int | None = None
     #: The server's own speeds, where it reports them (llama.cpp): prompt and output tokens per second.
     prompt_tokens_per_s: float | None = None

@@ -151,6 +151,9 @@ async def model_turn(session: "Session", params: dict[str, Any], out: TurnResult
     if usage is not None:
         info.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         info.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+        if isinstance(cached, int) and info.cached_prompt_tokens is None:
+            info.cached_prompt_tokens = cached  # OpenAI's field; llama.cpp fills it too
     info.finish_reason = out.finish_reason
     info.tool_calls = [c.name for c in out.calls]
     info.duration_ms = round((time.perf_counter() - started) * 1000, 1)

@@ -571,3 +571,12 @@ def test_the_first_query_follows_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("GROUNDING_LOCAL_QUERY", "sometimes")
     with pytest.raises(LocalModelError, match="GROUNDING_LOCAL_QUERY"):
         local_profile()
+
+
+@pytest.mark.parametrize("load, generation", [(0.3, 2), (1.6, 2), (2.0, 1), (6.5, 1)])
+def test_generation_threads_leave_a_cpu_free_only_on_a_busy_machine(monkeypatch, load, generation):
+    import grounding.local_model as lm
+
+    monkeypatch.setattr(lm, "_cpus", lambda: 2)
+    monkeypatch.setattr(lm.os, "getloadavg", lambda: (load, load, load))
+    assert lm._default_threads() == (generation, 2)
