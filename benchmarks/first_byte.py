@@ -12,7 +12,9 @@ progress event, the first answer token and the end, twice: with the server's
 default start (``stream_first_byte_s`` 0.5 s) and with the stream held until
 the answer's first token (``stream_first_byte_s`` 60: how the server behaved
 before, nothing sent before the first token). ``--local``: one request through
-the real embedded model and index instead (minutes on two cores).
+the real embedded model and index instead, with the model loaded by the request
+(loading holds the process: nothing is sent meanwhile) and preloaded
+(``grounding serve --preload-local``).
 
 Writes ``first-byte.json``, ``first-byte.md`` and ``first-byte-timeline.png``.
 """
@@ -106,16 +108,20 @@ def run_fakes(requests: int, model_ms: float, timeout: float) -> list[dict[str, 
 
 
 def run_local(timeout: float) -> list[dict[str, Any]]:
-    """One grounded stream through the embedded model and index (the server starts the model on demand)."""
+    """One grounded stream through the embedded model and index: the model loading during the request
+    (which holds the process while it loads), then with ``grounding serve --preload-local``."""
     from tests.fakes.live_server import ServeProcess
 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     body = {"model": "local", "messages": [{"role": "user", "content": LOCAL_QUESTION}], "stream": True,
             "stream_options": {"include_progress": True}, "web_search": {"engine": "local"}}
-    with ServeProcess(env=env, start_timeout=300) as server:
-        row = one_stream(server.url, body, timeout)
-    return [{"setting": "embedded model, cold (the model loads during the request)", "stream_first_byte_s": 0.5,
-             "rows": [row], "median_s": _summary([row])}]
+    out = []
+    for label, extra in (("embedded model, loaded by the request", []),
+                         ("embedded model, serve --preload-local", ["--preload-local"])):
+        with ServeProcess(env=env, start_timeout=300, extra_args=extra) as server:
+            row = one_stream(server.url, body, timeout)
+        out.append({"setting": label, "stream_first_byte_s": 0.5, "rows": [row], "median_s": _summary([row])})
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:

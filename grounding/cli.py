@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="server processes sharing the port (default: the config's server.workers, else 1); "
                        "more than 1 needs redis_url (or $GROUNDING_REDIS_URL) to share routers, statistics, "
                        "limits and the cache")
+    serve.add_argument("--preload-local", action="store_true",
+                       help="load the embedded model before listening, so the first offline request does not "
+                       "wait for it (loading holds the process for a few seconds)")
     sub.add_parser("bench", help="run a benchmark (from a clone): grounding bench list | NAME [--limit N] ...",
                    description="Run the benchmark suite of a clone of the repository: the same as "
                    "python -m benchmarks ARGS.", add_help=False)
@@ -86,15 +89,17 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here, so `grounding --help` and `grounding ask` never load starlette or uvicorn.
     from .server.app import serve
 
-    serve(host=args.host, port=args.port, config=args.config, workers=args.workers)
+    serve(host=args.host, port=args.port, config=args.config, workers=args.workers,
+          preload_local=args.preload_local)
     return 0
 
 
 class _Progress:
     """Progress events as short lines on stderr, timestamped from the start of the command.
 
-    Repetitive stages (joining the model's weight parts, indexing, reading a
-    long prompt) print at most once a second, and always their last step.
+    Counted steps (joining the model's weight parts, indexing, fetching pages)
+    print at most once a second per stage, and always their last one; every
+    other event prints.
     """
 
     _THROTTLED = ("loading_model", "indexing", "reading", "fetched")
@@ -110,9 +115,9 @@ class _Progress:
         now = time.perf_counter()
         stage = getattr(event, "stage", None)
         done, total = getattr(event, "done", None), getattr(event, "total", None)
-        if stage in self._THROTTLED and not (done is not None and done == total):
-            if now - self._last.get(stage, -1e9) < 1.0:
-                return
+        counting = done is not None and total is not None and done != total
+        if stage in self._THROTTLED and counting and now - self._last.get(stage, -1e9) < 1.0:
+            return  # a step of a count (part 3 of 22): at most one a second, and always the last
         self._last[str(stage)] = now
         print(f"[{now - self.t0:5.1f}s] {event}", file=sys.stderr, flush=True)
 

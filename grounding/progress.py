@@ -93,8 +93,14 @@ class Emitter:
     def add(self, listener: ProgressCallback) -> None:
         self.listeners.append(listener)
 
-    def __call__(self, stage: str | ProgressEvent, message: str | None = None, **fields: Any) -> None:
-        """``emit("searching", "searching: q", query="q")``, or ``emit(event)``."""
+    def __call__(self, stage: str | ProgressEvent, message: str | None = None, *, wait: float = 0.0,
+                 **fields: Any) -> None:
+        """``emit("searching", "searching: q", query="q")``, or ``emit(event)``.
+
+        From another thread, ``wait`` seconds at most are spent waiting until the
+        loop has delivered the event (for a step about to hold the interpreter,
+        such as loading the local model, so that it is said before it happens).
+        """
         if not self.listeners:
             return
         event = stage if isinstance(stage, ProgressEvent) else ProgressEvent(stage, message or stage, **fields)
@@ -102,7 +108,15 @@ class Emitter:
             event = ProgressEvent(**{**asdict(event), "elapsed_ms": round((time.perf_counter() - self.t0) * 1000, 1)})
         if self.loop is not None and threading.get_ident() != self._thread:
             if not self.loop.is_closed():
-                self.loop.call_soon_threadsafe(self._deliver, event)
+                delivered = threading.Event()
+
+                def deliver() -> None:
+                    self._deliver(event)
+                    delivered.set()
+
+                self.loop.call_soon_threadsafe(deliver)
+                if wait > 0:
+                    delivered.wait(wait)
             return
         self._deliver(event)
 
@@ -127,8 +141,9 @@ def use(emitter: Emitter) -> contextvars.Token[Emitter | None]:
     return _current.set(emitter)
 
 
-def report(stage: str, message: str, **fields: Any) -> None:
-    """Report progress to the current request, if there is one (a no-op otherwise)."""
+def report(stage: str, message: str, *, wait: float = 0.0, **fields: Any) -> None:
+    """Report progress to the current request, if there is one (a no-op otherwise); see
+    :meth:`Emitter.__call__` for ``wait``."""
     emitter = _current.get()
     if emitter is not None:
-        emitter(stage, message, **fields)
+        emitter(stage, message, wait=wait, **fields)

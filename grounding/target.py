@@ -117,7 +117,9 @@ async def start_local(targets: list[Target]) -> list[Target]:
 
     def say(message: str) -> None:
         done, total = _counts(message)
-        report("loading_model", message, done=done, total=total)
+        # Loading the weights holds the interpreter (xllamacpp's constructor keeps the GIL):
+        # wait until "loading model" has been said before it starts.
+        report("loading_model", message, done=done, total=total, wait=1.0 if message == "loading model" else 0.0)
 
     server = await asyncio.to_thread(get_local_server, say)
     return [replace(t, api_base=server.api_base) if t.provider == "local" and t.api_base is None else t

@@ -58,7 +58,7 @@ def test_streaming_grounded_answer_with_the_local_model(no_keys):
         assert cite.url in {s.url for s in sources}
     assert chunks[-1].usage.total_tokens > 0
     answer = meta.turns[0]
-    assert answer.time_to_first_token_ms is not None and answer.prompt_tokens_per_s and answer.output_tokens_per_s
+    assert answer.time_to_first_token_ms is not None and answer.cached_prompt_tokens is not None
 
 
 def test_the_readme_command_answers_offline(no_keys):
@@ -85,3 +85,17 @@ def test_auto_answers_offline_with_the_local_model(no_keys):
     assert "only model available" in meta.auto.why
     assert result.choices[0].message.content.strip()
     assert [e.stage for e in events][:1] == ["resolving"]
+
+
+def test_serve_can_load_the_model_before_listening(no_keys, tmp_path):
+    import httpx
+
+    from tests.fakes.live_server import ServeProcess
+
+    env = {k: v for k, v in os.environ.items() if k not in _KEYS}
+    server = ServeProcess(env=env, start_timeout=600, extra_args=["--preload-local"])
+    with server:
+        models = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"]
+        assert "local" in {m["id"] for m in models}
+    loaded, listening = server.output.find("embedded model: ready in"), server.output.find("listening on")
+    assert 0 <= loaded < listening, server.output

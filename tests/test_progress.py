@@ -267,3 +267,25 @@ def test_an_engine_that_can_warm_up_starts_before_the_first_search(fake_llm, fak
     register_engine("warmable", Warmable())
     ask(fake_llm, web_search={"engine": "warmable"})
     assert calls == ["warm", "search"]
+
+
+def test_an_event_from_a_thread_can_be_said_before_the_thread_goes_on():
+    """The local model's load holds the interpreter: "loading model" is delivered before it starts."""
+    import asyncio
+
+    from grounding.progress import Emitter
+
+    async def main():
+        seen = []
+        emit = Emitter(lambda e: seen.append((e.stage, threading.get_ident())))
+        loop_thread = threading.get_ident()
+
+        def worker():
+            emit("loading_model", "loading model", wait=5.0)
+            return list(seen)  # what the loop had delivered when the call returned
+
+        delivered = await asyncio.to_thread(worker)
+        return delivered, loop_thread
+
+    delivered, loop_thread = asyncio.run(main())
+    assert delivered == [("loading_model", loop_thread)]  # delivered on the loop, before the thread went on

@@ -613,7 +613,7 @@ def uvicorn_log_config() -> dict[str, Any]:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, Any] | str | None = None,
-          *, store: Any = None, workers: int | None = None) -> None:
+          *, store: Any = None, workers: int | None = None, preload_local: bool = False) -> None:
     """Run the server with uvicorn until interrupted.
 
     ``workers`` (default: the config's ``server.workers``, else 1) processes
@@ -625,7 +625,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
 
     Refuses (an :class:`InvalidRequestError`) a non-loopback ``host`` when no
     API key is configured. litellm is imported before the port opens, so the
-    first request does not pay for it.
+    first request does not pay for it; with ``preload_local`` the embedded
+    model is loaded then too (loading it holds the whole process for a few
+    seconds, which would otherwise stall every stream in flight, their
+    progress comments included, on the first offline request).
     """
     import uvicorn
 
@@ -642,6 +645,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
     sock = bind(host, port)  # a busy port is one clear error, before anything says "listening"
     if n > 1:
         sock.close()  # free again for uvicorn's supervisor, which binds it for its workers
+        if preload_local:
+            log.warning("--preload-local applies to one server process; with %d workers each loads the embedded "
+                        "model on its first offline request", n)
         if store is not None:
             raise InvalidRequestError("a store object cannot be shared with worker processes; configure "
                                       "server.router_store or redis_url instead", param="store")
@@ -670,6 +676,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
         from ..llm import litellm
 
         litellm()
+        if preload_local:
+            from ..local_model import get_local_server
+
+            get_local_server(progress=lambda message: log.info("embedded model: %s", message))
         log.info("grounding %s listening on http://%s:%d (%s)", __version__, _host_in_url(host), port,
                  "open, loopback only" if app.state.server.keys.open else "API keys required")
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info",
