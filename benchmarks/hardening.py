@@ -491,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
                              "errors": sum(" ERROR " in line for line in log.splitlines()),
                              "keys_leaked": sum(k in log for k in ("sk-hard-openai-1", "sk-hard-anthropic-1", key))}}
     write_outputs(args.out, NAME, report, markdown(report), figures(report))
+    if report["server_log"]["tracebacks"] or report["server_log"]["errors"]:
+        (Path(args.out) / f"{NAME}-server.log").write_text(log)  # the evidence, for whoever reads the report
+        print(f"[hardening] the server logged errors: see {Path(args.out) / (NAME + '-server.log')}", file=sys.stderr)
     clean = sum(r["clean"] for r in faults)
     print(f"[hardening] bad inputs: {bad['tried']} tried, {bad['5xx']} 5xx; faults: {clean}/{len(faults)} clean; "
           f"silent: " + ", ".join(f"{r['case']} {r['median_s']:.1f}s/{r['deadline_s']:g}s" for r in silent),

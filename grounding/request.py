@@ -32,6 +32,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, ValidationE
                       field_validator, model_validator)
 
 from .errors import InvalidRequestError
+from .validation import _PLAIN as _PLAIN_RULES, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from providers.search import SearchOptions
@@ -864,9 +865,22 @@ def _from_validation(exc: ValidationError, data: dict[str, Any]) -> InvalidReque
     elif kind == "value_error":
         message = f"Invalid value for '{param}': {_sentence(str(error['ctx']['error']))}"
     else:
-        text = re.sub(r"^(Input|List|String|Value|Dictionary|Object|Tuple|Set) should", "must", error["msg"])
-        text = text.replace(" after validation", "")
+        if kind in _PLAIN_RULES:
+            text = describe(error, value=False)
+        else:
+            text = re.sub(r"^(Input|List|String|Value|Dictionary|Object|Tuple|Set) should", "must", error["msg"])
+            text = text.replace(" after validation", "")
         if node is not None and not isinstance(node, (dict, list)) and kind not in ("string_too_long",):
             text += f" (got {_short(node)})"
         message = f"Invalid value for '{param}': {_sentence(text)}"
+    # Other top-level fields that are wrong too, so that one round trip finds them all (a union's
+    # alternatives share the first field's name, and are not repeated).
+    others: list[str] = []
+    head = param.split(".")[0].split("[")[0]
+    for _, other, _, err in placed:
+        top = other.split(".")[0].split("[")[0]
+        if top != head and top not in (o.split(":")[0] for o in others) and len(others) < 3:
+            others.append(f"{other}: {describe(err)}")
+    if others:
+        message = message.rstrip(".") + "; also " + "; ".join(others) + "."
     return InvalidRequestError(message, param=param if param != "request" else None)

@@ -34,8 +34,11 @@ def test_a_quick_hardening_run(tmp_path):
     assert {r["upstream"] for r in report["faults"]} == {"openai", "anthropic", "searxng", "tavily", "page"}
     assert all(r["clean"] for r in report["faults"]), [r for r in report["faults"] if not r["clean"]]
     assert report["server_log"] == {"tracebacks": 0, "errors": 0, "keys_leaked": 0}
-    assert len(report["silent"]) == 5 and all("504" in r["outcome"] or "within 1 s" in r["outcome"]
-                                              or "after 1 s" in r["outcome"] for r in report["silent"])
+    # a silent model is a 504, or (streamed: the stream has begun with a progress comment) an error event
+    # whose code is timeout; a silent engine or page is a warning naming the deadline
+    assert len(report["silent"]) == 5 and all(r["outcome"].startswith(("504", "200 timeout"))
+                                              or "within 1 s" in r["outcome"] or "after 1 s" in r["outcome"]
+                                              for r in report["silent"])
     assert code == 0
     assert (tmp_path / "hardening-silent.png").read_bytes().startswith(PNG)
     assert "inputs tried" in (tmp_path / "hardening.md").read_text()

@@ -216,7 +216,7 @@ def test_python_api_redacts_search_errors(fake_llm, fake_search, monkeypatch):
     r = grounding.completion(model="openai/fake-searcher", api_base=f"{fake_llm.url}/v1",
                                     messages=QUESTION, web_search={"engine": "exa"})
     text = r.model_dump_json()
-    assert "fake-exa-key" not in text and r.metadata.searches[0].error.count("***") == 1
+    assert "fake-exa-key" not in text and r.metadata.searches[0].error.count("***") >= 1
     assert any("***" in w for w in r.metadata.warnings)
 
 

@@ -19,18 +19,18 @@ USER = [{"role": "user", "content": "hi"}]
 
 BAD_REQUESTS = [
     ({"fallback": {"ttft_timeout": "100ms"}}, "fallback.ttft_timeout", "must be at least 300ms (got '100ms')"),
-    ({"fallback": {"ttft_timeout": "soon"}}, "fallback.ttft_timeout", "like '300ms' or '1.5s' (got 'soon')"),
+    ({"fallback": {"ttft_timeout": "soon"}}, "fallback.ttft_timeout", "like '300ms' or '1.5s', not 'soon'"),
     ({"temperature": 5}, "temperature", "must be at most 2 (got 5)"),
     ({"top_p": 0}, "top_p", "must be greater than 0 (got 0)"),
-    ({"max_tokens": "lots"}, "max_tokens", "must be a whole number (got 'lots')"),
+    ({"max_tokens": "lots"}, "max_tokens", "expected an integer, but got a string"),
     ({"web_search": {"max_results": 50}}, "web_search.max_results", "must be at most 20 (got 50)"),
     ({"web_search": {"max_steps": 0}}, "web_search.max_steps", "must be at least 1 (got 0)"),
-    ({"reasoning_effort": "max"}, "reasoning_effort", "must be one of 'none', 'minimal'"),
-    ({"stream": "yes please"}, "stream", "must be true or false"),
+    ({"reasoning_effort": "max"}, "reasoning_effort", "expected one of 'none', 'minimal'"),
+    ({"stream": "yes please"}, "stream", "expected a boolean, but got a string"),
     ({"sort": ["bogus"]}, "sort", "unknown sort criterion 'bogus'"),
     ({"stop": ["a"] * 5}, "stop", "at most 4 stop sequences"),
     ({"messages": []}, "messages", "must have at least 1 item"),
-    ({"stop": 5}, "stop", "stop: must be a string or must be a list (got 5)"),  # a union: one phrase
+    ({"stop": 5}, "stop", "expected a string or an array, but got an integer"),  # a union: one phrase
     ({"temperature": 5, "top_p": 0}, "temperature", "; also top_p: must be greater than 0"),
 ]
 
@@ -54,11 +54,11 @@ def test_request_errors_are_plain_and_say_the_value_once(fields, param, expected
 def test_the_same_words_reach_the_python_api() -> None:
     with pytest.raises(grounding.InvalidRequestError) as err:
         grounding.completion(model="openai/x", messages=USER, fallback={"ttft_timeout": "100ms"})
-    assert err.value.message == "fallback.ttft_timeout: must be at least 300ms (got '100ms')"
+    assert err.value.message == "Invalid value for 'fallback.ttft_timeout': must be at least 300ms (got '100ms')."
 
 
 @pytest.mark.parametrize("variant, expected", [
-    ({"id": "a", "model": "m", "generation": {"temperature": 9}}, "generation: temperature: must be at most 2"),
+    ({"id": "a", "model": "m", "generation": {"temperature": 9}}, "generation: Invalid value for 'temperature': must be at most 2 (got 9)"),
     ({"id": "a", "model": "m", "weight": 0}, "weight: must be at least 1 (got 0)"),
     ({"id": "a", "model": "m", "fallback": 1}, "unknown key"),
 ])

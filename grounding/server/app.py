@@ -284,7 +284,7 @@ async def chat_completions(request: Request) -> Any:
         return _Nothing()
     if hasattr(result, "__aiter__"):
         server = state.config.server
-        return ChunkStream(result, info=info, status=lambda: state.redactor(latest[0]) if latest else None,
+        return ChunkStream(result, info=info, status=lambda: redact(latest[0]) if latest else None,
                            first_byte_s=server.stream_first_byte_s, heartbeat_s=server.stream_heartbeat_s,
                            render_error=lambda exc: render_error(state, exc, method=request.method,
                                                                  path=request.url.path))

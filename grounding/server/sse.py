@@ -240,7 +240,11 @@ class ChunkStream:
                 await agen.aclose()  # type: ignore[attr-defined]
 
     def _waiting(self, elapsed: float) -> str:
-        said = self.status()
+        try:
+            said = self.status()
+        except Exception:  # noqa: BLE001 (a progress line must never cost the answer)
+            log.warning("the stream's progress line failed; saying 'working'", exc_info=True)
+            said = None
         return f"{said} ({elapsed:.0f} s)" if said else f"working ({elapsed:.0f} s)"
 
     async def _fail(self, send: Send, exc: BaseException) -> None:
