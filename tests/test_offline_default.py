@@ -7,6 +7,8 @@ not the wording.
 """
 from __future__ import annotations
 
+import asyncio
+
 import os
 import subprocess
 import sys
@@ -99,3 +101,23 @@ def test_serve_can_load_the_model_before_listening(no_keys, tmp_path):
         assert "local" in {m["id"] for m in models}
     loaded, listening = server.output.find("embedded model: ready in"), server.output.find("listening on")
     assert 0 <= loaded < listening, server.output
+
+
+def test_the_local_model_can_judge_citations(no_keys):
+    """``citations={"verifier": "local"}``: the embedded model starts when the judge first needs it, and
+    answers one batched call with JSON verdicts (what it judges is measured by the citations benchmark)."""
+    from grounding.verify import Corpus, ModelJudge
+    from grounding.verify.types import SourceText
+
+    page = ("The nonlocal statement causes the listed identifiers to refer to previously bound variables "
+            "in the nearest enclosing function scope, excluding globals.")
+    corpus = Corpus([SourceText(1, "https://docs.python.org/3/reference/simple_stmts.html", "nonlocal", page)])
+    judge = ModelJudge("local")
+    pairs = [("The nonlocal statement makes names refer to variables bound in the nearest enclosing "
+              "function scope.", 1),
+             ("The nonlocal statement was added in Python 1.2 to speed up loops.", 1)]
+    judgements = asyncio.run(judge.judge(corpus, pairs))
+    assert len(judgements) == 2
+    assert all(j.verdict in ("supported", "partial", "unsupported") for j in judgements)
+    # the model answered (a failure would have raised JudgeFailed); the contradicted year stays lexical's call
+    assert any(j.reason.startswith("the verifier model judged it") for j in judgements), judgements

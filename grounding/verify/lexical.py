@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .text import Number, Terms, clean_claim, numbers_match, sentences, terms
+from .text import Number, Terms, clean_claim, numbers_match, sentences, stems_and_numbers, terms
 from .types import Evidence, Judgement, SourceText, Verdict
 
 __all__ = ["LexicalJudge", "Corpus", "SourceIndex"]
@@ -41,7 +41,7 @@ class SourceIndex:
 
     source: SourceText
     spans: list[tuple[int, int]] = field(default_factory=list)
-    sentence_terms: list[Terms] = field(default_factory=list)
+    sentence_terms: list[Terms | None] = field(default_factory=list)  # read lazily: terms_at()
     sentence_stems: list[frozenset[str]] = field(default_factory=list)
     where: dict[str, list[int]] = field(default_factory=dict)  # stem -> sentence indexes
     title_stems: set[str] = field(default_factory=set)
@@ -54,19 +54,30 @@ class SourceIndex:
         index = cls(source)
         where: dict[str, list[int]] = defaultdict(list)
         for i, (a, b) in enumerate(sentences(source.text)):
-            t = terms(source.text[a:b])
+            found, numbers = stems_and_numbers(source.text[a:b])
             index.spans.append((a, b))
-            index.sentence_terms.append(t)
-            stems = frozenset(t.stems)
+            stems = frozenset(found)
             index.sentence_stems.append(stems)
             for s in stems:
                 where[s].append(i)
-            index.all_numbers.extend(t.numbers)
-            index.number_where.extend((n, i) for n in t.numbers)
+            index.all_numbers.extend(numbers)
+            index.number_where.extend((n, i) for n in numbers)
+        index.sentence_terms = [None] * len(index.spans)
         index.where = dict(where)
         index.all_stems = set(where)
         index.title_stems = terms(source.title).distinct if source.title else set()
         return index
+
+    def terms_at(self, first: int, last: int) -> list[Terms]:
+        """The full :class:`Terms` of sentences ``first..last``, read when first asked for."""
+        out = []
+        for i in range(first, last + 1):
+            t = self.sentence_terms[i]
+            if t is None:
+                a, b = self.spans[i]
+                t = self.sentence_terms[i] = terms(self.source.text[a:b])
+            out.append(t)
+        return out
 
     def near(self, stem: str) -> set[str]:
         """The source's stems a long claim stem loosely matches (one a prefix of the other)."""
@@ -192,7 +203,7 @@ class LexicalJudge:
 
     @staticmethod
     def _numbers(idx: SourceIndex, first: int, last: int) -> list[Number]:
-        return [n for t in idx.sentence_terms[first:last + 1] for n in t.numbers]
+        return [n for t in idx.terms_at(first, last) for n in t.numbers]
 
     def _word_cover(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
                     last: int) -> float:
@@ -263,7 +274,7 @@ def _negations_differ(t: Terms, idx: SourceIndex, matches: dict[str, set[str]], 
     words before its first shared word to its last), so "X is Y, but Z is not W" still
     supports "X is Y", and "X was not denied" does not support "X was denied"."""
     wanted = set().union(*matches.values()) if matches else set()
-    seq: list[str | None] = [tok for st in idx.sentence_terms[first:last + 1] for tok in st.seq]
+    seq: list[str | None] = [tok for st in idx.terms_at(first, last) for tok in st.seq]
     hits = [i for i, tok in enumerate(seq) if tok is not None and tok in wanted]
     if not hits:
         return False

@@ -81,6 +81,7 @@ class ModelJudge:
         from ..routing.attempts import Attempts
         from ..routing.plan import plan_request
         from ..response import new_id
+        from ..target import start_local
 
         body = "\n\n".join(f"{i}. CLAIM: {claim}\nPASSAGE: {passage}" for i, (claim, (passage, _)) in
                            enumerate(items, 1))
@@ -88,7 +89,7 @@ class ModelJudge:
         try:
             req = parse_request({"model": self.model, "messages": messages, "temperature": 0})
             plan = await plan_request(req, request_id=new_id())
-            attempts = Attempts(plan.targets)
+            attempts = Attempts(await start_local(plan.targets))  # the embedded model starts when first used
             params: dict[str, Any] = {"messages": messages, "temperature": 0, "timeout": self.timeout,
                                       "response_format": {"type": "json_object"}, "drop_params": True}
             async with asyncio.timeout(self.timeout):
