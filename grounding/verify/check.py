@@ -19,6 +19,7 @@ record of what was decided for each citation:
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -133,6 +134,12 @@ def _unescape(m: re.Match[str]) -> str:
     return chr(int(code[1:], 16)) if code[0] == "u" else _ESCAPES[code]
 
 
+def _lexical_pass(lexical: LexicalJudge, corpus: Corpus, pairs: list[tuple[str, int]],
+                  grid: list[tuple[str, int]]) -> tuple[list[Judgement], list[Judgement]]:
+    """The built-in judge's verdicts on the cited pairs and on every (claim, source) of ``grid``."""
+    return lexical.judge_now(corpus, pairs), lexical.judge_now(corpus, grid) if grid else []
+
+
 async def check_citations(content: str, citations: Sequence[Citation], sources: Sequence[SourceText], *,
                           mode: Mode = "repair", judge: Judge | None = None,
                           unchecked: dict[int, str] | None = None) -> CheckResult:
@@ -161,12 +168,17 @@ async def check_citations(content: str, citations: Sequence[Citation], sources: 
     lex_cited: dict[int, Judgement] = {}
     best_alt: dict[int, tuple[int, Judgement]] = {}
     pairs = [(claims[i], citations[i].source_id) for i in checkable]
-    for i, j in zip(checkable, lexical.judge_now(corpus, pairs)):
-        lex_cited[i] = j
+    grid: list[tuple[str, int]] = []
     if mode == "repair":
         distinct = sorted({claims[i] for i in checkable})
         grid = [(claim, sid) for claim in distinct for sid in others]
-        table = dict(zip(grid, lexical.judge_now(corpus, grid)))
+    # Reading the sources is CPU work (tens of ms for long pages): in a thread, so that the
+    # event loop goes on serving other requests' chunks meanwhile.
+    cited_verdicts, grid_verdicts = await asyncio.to_thread(_lexical_pass, lexical, corpus, pairs, grid)
+    for i, j in zip(checkable, cited_verdicts):
+        lex_cited[i] = j
+    if mode == "repair":
+        table = dict(zip(grid, grid_verdicts))
         for i in checkable:
             cands = [(sid, table[(claims[i], sid)]) for sid in others if sid != citations[i].source_id]
             cands = [(sid, j) for sid, j in cands if j.verdict != "unsupported"]
