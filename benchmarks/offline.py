@@ -47,7 +47,8 @@ ABLATION = (
     ("earlier profile: model writes the query, 1,500 source tokens",
      {"GROUNDING_LOCAL_QUERY": "model", "GROUNDING_SOURCE_TOKENS": "1500"}),
     ("+ 700 source tokens", {"GROUNDING_LOCAL_QUERY": "model", "GROUNDING_SOURCE_TOKENS": "700"}),
-    ("+ the question is the first query (default)", {}),
+    ("+ the question is the first query", {"GROUNDING_SOURCE_TOKENS": "700"}),
+    ("+ 600 source tokens (the default)", {}),
     ("default, 2 generation threads", {"GROUNDING_LOCAL_THREADS": "2"}),
 )
 

@@ -163,7 +163,7 @@ def test_profile() -> None:
     assert LOCAL_PROFILE.parallel_tool_calls is False
     assert LOCAL_PROFILE.answer_tool_choice == "none"
     assert LOCAL_PROFILE.context_tokens == 4096
-    assert LOCAL_PROFILE.source_token_budget == 700
+    assert LOCAL_PROFILE.source_token_budget == 600
     assert LOCAL_PROFILE.first_query == "question" and LOCAL_PROFILE.prompt_progress and not LOCAL_PROFILE.answer_tools
     with pytest.raises(AttributeError):
         LOCAL_PROFILE.context_tokens = 8192  # type: ignore[misc]
@@ -175,7 +175,7 @@ def test_server_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     server = LocalModelServer()
     assert (server.n_ctx, server.threads, server.batch_threads) == (8192, 3, 3)
     assert server.profile.context_tokens == 8192
-    assert server.profile.source_token_budget == 1400  # twice the context, twice the sources
+    assert server.profile.source_token_budget == 2 * LOCAL_PROFILE.source_token_budget  # twice the context, twice the sources
     assert server.litellm_model == f"openai/{LOCAL_MODEL_ALIAS}"
     assert not server.running
     with pytest.raises(LocalModelError):
