@@ -104,11 +104,11 @@ def test_latency_observed_on_one_replica_orders_providers_on_the_other(replicas)
     alpha.latency_ms = 1500  # far slower than any scheduling delay on a loaded machine
     try:
         for _ in range(2):  # replica one observes: alpha slow, beta fast
-            chat(one, model="alpha/fake-direct")
-            chat(one, model="beta/fake-direct")
+            chat(one, model="alpha/fake-nocite")
+            chat(one, model="beta/fake-nocite")
         time.sleep(1.2)  # replicas cache what they read from Redis for up to 1 s
         alpha.reset(), beta.reset()
-        answer = chat(two, model="fake-direct")  # replica two has served neither itself
+        answer = chat(two, model="fake-nocite")  # replica two has served neither itself
         assert answer["metadata"]["attempts"][0]["provider"] == "beta"
         assert len(beta.chat_requests()) == 1 and alpha.chat_requests() == []
     finally:
