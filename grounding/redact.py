@@ -29,10 +29,10 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["redact", "scrub", "scrub_model", "secrets", "register_secret", "RedactingFilter", "get_logger",
-           "install_filter", "MASK"]
+__all__ = ["redact", "redact_url", "scrub", "scrub_model", "secrets", "register_secret", "RedactingFilter",
+           "get_logger", "install_filter", "MASK"]
 
 MASK = "***"
 _MIN_LENGTH = 6
@@ -105,6 +105,19 @@ def _pattern(known: frozenset[str]) -> re.Pattern[str] | None:
     pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))) if forms else None
     _cache = (known, pattern)
     return pattern
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``: a Redis or store URL fit for a log or a health check."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"{parts.username or ''}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<url>"
+    return url
 
 
 def redact(text: str, extra: Iterable[str | None] = ()) -> str:

@@ -19,14 +19,9 @@ import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["RedisLink", "redacted_url"]
+from .redact import redact_url
 
-
-def redacted_url(url: str) -> str:
-    """``url`` without its password."""
-    from .routing.stats import _redacted
-
-    return _redacted(url)
+__all__ = ["RedisLink"]
 
 
 class RedisLink:
@@ -77,7 +72,7 @@ class RedisLink:
         with self._lock:
             was, self.degraded, self._client = self.degraded, None, client
         if was is not None:
-            self._log.info("%s: redis at %s answers again", self.what, redacted_url(self.url))
+            self._log.info("%s: redis at %s answers again", self.what, redact_url(self.url))
         return client
 
     def call(self, op: Callable[[Any], Any]) -> tuple[bool, Any]:
@@ -93,7 +88,7 @@ class RedisLink:
 
     def degrade(self, exc: BaseException) -> None:
         """Stop using Redis for ``retry_s``; log it once per outage."""
-        reason = f"redis at {redacted_url(self.url)} unavailable ({type(exc).__name__}: {str(exc)[:200]})"
+        reason = f"redis at {redact_url(self.url)} unavailable ({type(exc).__name__}: {str(exc)[:200]})"
         with self._lock:
             first = self.degraded is None
             self.degraded = reason

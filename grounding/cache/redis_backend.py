@@ -24,7 +24,8 @@ import asyncio
 import concurrent.futures
 from typing import Any, Callable
 
-from ..redis_link import RedisLink, redacted_url
+from ..redact import redact_url
+from ..redis_link import RedisLink
 from .memory import MemoryBackend
 
 __all__ = ["RedisBackend", "KEY_PREFIX"]
@@ -87,7 +88,7 @@ class RedisBackend:
         self.fallback.clear()
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, "url": redacted_url(self.url)}
+        out: dict[str, Any] = {"backend": self.name, "url": redact_url(self.url)}
         if self.degraded:
             out.update(degraded=self.degraded, fallback=self.fallback.status())
         return out

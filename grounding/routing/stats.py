@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import get_config
-from ..redact import get_logger
+from ..redact import get_logger, redact_url
 
 __all__ = ["Stats", "RedisStats", "get_stats", "reset", "KEY_PREFIX"]
 
@@ -208,7 +208,7 @@ class RedisStats(Stats):
             return None
 
     def _degrade(self, exc: BaseException) -> None:
-        reason = (f"redis at {_redacted(self.url)} unavailable ({type(exc).__name__}: {exc}); "
+        reason = (f"redis at {redact_url(self.url)} unavailable ({type(exc).__name__}: {exc}); "
                   "using in-process statistics")
         if self.degraded is None:
             log.warning("stats: %s", reason)
@@ -342,20 +342,6 @@ class RedisStats(Stats):
                 client.close()
             except Exception:
                 pass
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<redis url>"
-    return url
 
 
 _stats: Stats | None = None

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GroundingError, RateLimitError
-from ..redis_link import RedisLink, redacted_url
+from ..redact import redact_url
+from ..redis_link import RedisLink
 
 __all__ = ["RequestTooLargeError", "ConcurrencyLimitError", "ConcurrencyLimiter", "RedisConcurrencyLimiter",
            "Slot", "open_limiter", "limit_receive", "declared_length", "RETRY_AFTER_S"]
@@ -239,7 +240,7 @@ class RedisConcurrencyLimiter(ConcurrencyLimiter):
                     keys=[name for _, name in held], args=[int(self.lease_s * 1000), *[m for m, _ in held]]))
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.backend, "url": redacted_url(self.url)}
+        out: dict[str, Any] = {"backend": self.backend, "url": redact_url(self.url)}
         if self.degraded:
             out["degraded"] = self.degraded
         return out

@@ -104,7 +104,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from ..errors import GroundingError, InvalidRequestError, NotFoundError
-from ..redact import get_logger
+from ..redact import get_logger, redact_url
 from ..routing import routers as _routers
 from ..routing.routers import Router, RouterSet
 
@@ -179,21 +179,6 @@ class RouterStore(Protocol):
 
 
 # --------------------------------------------------------------------------- shared parts
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.hostname or ""
-            netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<url>"
-    return url
 
 
 def _encode(router: Any) -> tuple[str, dict[str, Any], str]:
@@ -534,12 +519,12 @@ class RedisRouterStore(_Store):
                 client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                               decode_responses=True, retry=Retry(NoBackoff(), 1))
             except ValueError as exc:
-                raise InvalidRequestError(f"{_PARAM}: bad Redis URL {_redacted(url)}: {exc}", param=_PARAM) from None
+                raise InvalidRequestError(f"{_PARAM}: bad Redis URL {redact_url(url)}: {exc}", param=_PARAM) from None
         self._client = client
         self._delete = client.register_script(_DELETE_SCRIPT)
 
     def _where(self) -> str:
-        return f"router store redis {_redacted(self.url)}"
+        return f"router store redis {redact_url(self.url)}"
 
     def _call(self, fn: Callable[[Any], Any]) -> Any:
         import redis
@@ -585,7 +570,7 @@ class RedisRouterStore(_Store):
         return (int(version) if version is not None else 0), sorted(rows.items())
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": "redis", "url": _redacted(self.url), "key": self.key}
+        out: dict[str, Any] = {"backend": "redis", "url": redact_url(self.url), "key": self.key}
         try:
             started = time.perf_counter()
             count, version = self._call(lambda c: c.pipeline(transaction=False).hlen(self.key)
@@ -654,11 +639,11 @@ def open_store(config: "Config | None" = None) -> RouterStore:
     scheme, sep, _ = url.partition("://")
     known = ", ".join(sorted(_BACKENDS))
     if not sep:
-        raise InvalidRequestError(f"{_PARAM}: {_redacted(url)!r} has no scheme; use one of {known} "
+        raise InvalidRequestError(f"{_PARAM}: {redact_url(url)!r} has no scheme; use one of {known} "
                                   "(sqlite:///path/routers.db, redis://host:6379/0, memory://)", param=_PARAM)
     factory = _BACKENDS.get(scheme.lower())
     if factory is None:
-        raise InvalidRequestError(f"{_PARAM}: unknown scheme {scheme!r} in {_redacted(url)!r}; known: {known}",
+        raise InvalidRequestError(f"{_PARAM}: unknown scheme {scheme!r} in {redact_url(url)!r}; known: {known}",
                                   param=_PARAM)
     return factory(url, config)
 
