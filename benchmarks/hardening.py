@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import DEFAULT_OUT, InProcessFakes, SubprocessFakes, _quiet_resets, loadavg
+from benchmarks.overhead import DEFAULT_OUT, InProcessFakes, SubprocessFakes, loadavg, serve_commands
 
 NAME = "hardening"
 MODEL = "fake/fake-searcher"
@@ -69,25 +69,17 @@ def _serve_fault_fakes(conn: Any) -> None:
     """Child process: the fakes; ``("fault", (which, fault))`` switches one, ``("reset", ())`` all."""
     fakes = InProcessFakes()
     servers = {"llm": fakes.llm, "search": fakes.search, "web": fakes.web}
-    for server in servers.values():
-        _quiet_resets(server)
-    conn.send({"llm_url": fakes.llm_url, "env": fakes.env})
-    try:
-        while True:
-            cmd, args = conn.recv()
-            if cmd == "stop":
-                break
-            if cmd == "fault":
-                which, fault = args
-                servers[which].fault = fault
-            elif cmd == "reset":
-                for server in servers.values():
-                    server.reset()
-                    with server._lock:
-                        server.requests.clear()
-            conn.send(None)
-    finally:
-        fakes.close()
+
+    def fault(which: str, fault: str | None) -> None:
+        servers[which].fault = fault
+
+    def reset() -> None:
+        for server in servers.values():
+            server.reset()
+            with server._lock:
+                server.requests.clear()
+
+    serve_commands(conn, fakes, {"fault": fault, "reset": reset})
 
 
 class FaultFakes(SubprocessFakes):

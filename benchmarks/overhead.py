@@ -88,7 +88,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 QUESTION = "nutrition trends for fall"
@@ -247,26 +247,28 @@ def _quiet_resets(fake: Any) -> None:
     server.handle_error = handle_error
 
 
-def _serve_fakes(conn: Any) -> None:
-    """Child process: run the fakes, obey commands from the parent until told to stop."""
-    fakes = InProcessFakes()
+def serve_commands(conn: Any, fakes: InProcessFakes, handlers: dict[str, Callable[..., Any]], **hello: Any) -> None:
+    """A child process's life with ``fakes``: say hello (``llm_url``, ``env`` and ``hello``), then
+    answer each ``(command, args)`` from the parent with ``handlers[command](*args)`` until
+    ``stop``; the fakes are closed at the end. ``cpu`` (this process's CPU seconds) is built in."""
     for server in (fakes.web, fakes.search, fakes.llm):  # a client dropping a kept-alive connection is no error
         _quiet_resets(server)
-    conn.send({"llm_url": fakes.llm_url, "env": fakes.env})
+    handlers = {"cpu": time.process_time, **handlers}
+    conn.send({"llm_url": fakes.llm_url, "env": fakes.env, **hello})
     try:
         while True:
             cmd, args = conn.recv()
             if cmd == "stop":
                 break
-            if cmd == "configure":
-                fakes.configure(*args)
-                conn.send(None)
-            elif cmd == "hits":
-                conn.send(fakes.hits(*args))
-            elif cmd == "cpu":
-                conn.send(time.process_time())
+            conn.send(handlers[cmd](*args))
     finally:
         fakes.close()
+
+
+def _serve_fakes(conn: Any) -> None:
+    """Child process: run the fakes, obey commands from the parent until told to stop."""
+    fakes = InProcessFakes()
+    serve_commands(conn, fakes, {"configure": fakes.configure, "hits": fakes.hits})
 
 
 class SubprocessFakes:

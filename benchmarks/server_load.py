@@ -187,7 +187,7 @@ def _counting_llm(base: type) -> type:
 
 def _serve_load_fakes(conn: Any) -> None:
     """Child process: the three fakes (the model counting its chunks); obey the parent until told to stop."""
-    from benchmarks.overhead import InProcessFakes, _quiet_resets
+    from benchmarks.overhead import InProcessFakes, serve_commands
     from tests.fakes import policies
     from tests.fakes.llm import FakeLLM
 
@@ -195,32 +195,20 @@ def _serve_load_fakes(conn: Any) -> None:
     llm = _counting_llm(FakeLLM)().start()
     fakes = InProcessFakes(llm=llm)
     fakes._owned = True  # stop the model too
-    for server in (fakes.web, fakes.search, fakes.llm):
-        _quiet_resets(server)
-    conn.send({"llm_url": fakes.llm_url, "env": fakes.env, "pid": os.getpid()})
-    try:
-        while True:
-            cmd, args = conn.recv()
-            if cmd == "stop":
-                break
-            if cmd == "configure":
-                model_ms, chunk_ms, search_ms, pages = args
-                fakes.configure(model_ms, search_ms, pages)
-                llm.chunk_ms = chunk_ms
-                conn.send(None)
-            elif cmd == "hits":
-                conn.send(fakes.hits(*args))
-            elif cmd == "cpu":
-                conn.send(time.process_time())
-            elif cmd == "turns":  # the streamed turns since the last call
-                turns = list(llm.turns)
-                llm.turns.clear()
-                for server in (fakes.web, fakes.search, fakes.llm):  # keep the request logs small
-                    with server._lock:
-                        server.requests.clear()
-                conn.send(turns)
-    finally:
-        fakes.close()
+
+    def configure(model_ms: float, chunk_ms: float, search_ms: float, pages: dict[str, float]) -> None:
+        fakes.configure(model_ms, search_ms, pages)
+        llm.chunk_ms = chunk_ms
+
+    def turns() -> list[tuple[str, int]]:  # the streamed turns since the last call
+        out = list(llm.turns)
+        llm.turns.clear()
+        for server in (fakes.web, fakes.search, fakes.llm):  # keep the request logs small
+            with server._lock:
+                server.requests.clear()
+        return out
+
+    serve_commands(conn, fakes, {"configure": configure, "hits": fakes.hits, "turns": turns}, pid=os.getpid())
 
 
 class LoadFakes(SubprocessFakes):
