@@ -826,6 +826,11 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def _top(param: str) -> str:
+    """The request's top-level field a dotted parameter is in (``web_search.max_results`` -> ``web_search``)."""
+    return param.split(".")[0].split("[")[0]
+
+
 def _from_validation(exc: ValidationError, data: dict[str, Any]) -> InvalidRequestError:
     errors = exc.errors(include_url=False)
     for error in errors:
@@ -876,10 +881,10 @@ def _from_validation(exc: ValidationError, data: dict[str, Any]) -> InvalidReque
     # Other top-level fields that are wrong too, so that one round trip finds them all (a union's
     # alternatives share the first field's name, and are not repeated).
     others: list[str] = []
-    head = param.split(".")[0].split("[")[0]
+    seen = {_top(param)}
     for _, other, _, err in placed:
-        top = other.split(".")[0].split("[")[0]
-        if top != head and top not in (o.split(":")[0] for o in others) and len(others) < 3:
+        if _top(other) not in seen and len(others) < 3:
+            seen.add(_top(other))
             others.append(f"{other}: {describe(err)}")
     if others:
         message = message.rstrip(".") + "; also " + "; ".join(others) + "."
