@@ -33,6 +33,8 @@ __all__ = ["LexicalJudge", "Corpus", "SourceIndex"]
 
 _NAME_WEIGHT = 1.5
 _MAX_WINDOW = 3
+#: Stems at least this long match loosely (one a prefix of the other): SourceIndex.near().
+_NEAR = 6
 
 
 @dataclass
@@ -48,6 +50,8 @@ class SourceIndex:
     all_stems: set[str] = field(default_factory=set)
     all_numbers: list[Number] = field(default_factory=list)
     number_where: list[tuple[Number, int]] = field(default_factory=list)  # (number, sentence index)
+    sentence_numbers: list[list[Number]] = field(default_factory=list)  # each sentence's numbers, in order
+    _by_prefix: dict[str, list[str]] | None = field(default=None, repr=False)  # near()'s index, built when first asked
 
     @classmethod
     def build(cls, source: SourceText) -> "SourceIndex":
@@ -60,6 +64,7 @@ class SourceIndex:
             index.sentence_stems.append(stems)
             for s in stems:
                 where[s].append(i)
+            index.sentence_numbers.append(numbers)
             index.all_numbers.extend(numbers)
             index.number_where.extend((n, i) for n in numbers)
         index.sentence_terms = [None] * len(index.spans)
@@ -81,9 +86,15 @@ class SourceIndex:
 
     def near(self, stem: str) -> set[str]:
         """The source's stems a long claim stem loosely matches (one a prefix of the other)."""
-        if len(stem) < 6 or stem in self.where:
+        if len(stem) < _NEAR or stem in self.where:
             return set()
-        return {s for s in self.all_stems if len(s) >= 6 and (s.startswith(stem) or stem.startswith(s))}
+        if self._by_prefix is None:  # both are >= _NEAR long, so they share their first _NEAR letters
+            by_prefix: dict[str, list[str]] = defaultdict(list)
+            for s in self.all_stems:
+                if len(s) >= _NEAR:
+                    by_prefix[s[:_NEAR]].append(s)
+            self._by_prefix = dict(by_prefix)
+        return {s for s in self._by_prefix.get(stem[:_NEAR], ()) if s.startswith(stem) or stem.startswith(s)}
 
 
 class Corpus:
@@ -203,7 +214,9 @@ class LexicalJudge:
 
     @staticmethod
     def _numbers(idx: SourceIndex, first: int, last: int) -> list[Number]:
-        return [n for t in idx.terms_at(first, last) for n in t.numbers]
+        # The index's own reading (the same numbers terms() finds): comparing a claim with a
+        # candidate window must not read every candidate sentence in full.
+        return [n for numbers in idx.sentence_numbers[first:last + 1] for n in numbers]
 
     def _word_cover(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
                     last: int) -> float:
@@ -213,8 +226,9 @@ class LexicalJudge:
     def _coverage(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
                   last: int) -> float:
         got = self._word_cover(claim, idx, matches, first, last)
-        numbers = self._numbers(idx, first, last)
-        got += claim.number_weight * sum(1 for n in claim.terms.numbers if _any_number([n], numbers))
+        if claim.terms.numbers:
+            numbers = self._numbers(idx, first, last)
+            got += claim.number_weight * sum(1 for n in claim.terms.numbers if _any_number([n], numbers))
         return got / claim.total if claim.total else 0.0
 
     def _shrink(self, claim: _Claim, idx: SourceIndex, matches: dict[str, set[str]], first: int,
