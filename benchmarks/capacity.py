@@ -15,7 +15,14 @@ grounded requests per second. This benchmark measures both in one run:
 * **pages per CPU-second**: the very pages the requests fetch (the question's 3
   result pages, real WCXB pages), extracted with :func:`providers.extract.extract`
   in this process until ``--calibrate-s`` CPU seconds have passed (CPU time,
-  so other work on the machine barely moves it);
+  so other work on the machine barely moves it). A shared host's speed drifts
+  by tens of percent within minutes, so this is timed again after every target,
+  and each target is held to the mean of the timings before and after it;
+* **litellm's floor**: the CPU this process spends on the request's litellm
+  calls alone (its two model turns and its search, against the same fakes):
+  what any server that reaches models through litellm spends per request at
+  least, and so the best share of the limit it can reach,
+  extraction / (extraction + floor);
 * **the pool's own cost per page**: one page at a time through an idle pool
   of one worker against the same page extracted in this process (wall time);
 * **requests per second at saturation**: the real ``grounding serve`` (one
@@ -29,7 +36,9 @@ grounded requests per second. This benchmark measures both in one run:
   warm-up; levels step up until the rate stops growing (two levels under 3 %
   above the best) or errors appear. The figure is the best level's rate.
 
-The report gives rate / limit, and where the CPU went at the best level: the
+The report gives rate / limit, extraction's share of the cores (the same
+question asked of CPU time, free of the calibration), and where the CPU went at
+the best level: the
 server's own processes, its extraction workers, the fakes, this load
 generator, and everything else on the machine (``/proc/stat``), since on a
 small machine all of them share the cores the limit counts.
@@ -115,6 +124,53 @@ def pool_round_trip(pages: list[bytes], urls: list[str], rounds: int = 10) -> di
         return {"rounds": rounds, "pages": out}
     finally:
         pool.close()
+
+
+def litellm_floor(llm_url: str, search_base: str, texts: list[str], rounds: int) -> dict[str, Any]:
+    """The CPU this process spends on one grounded request's litellm calls, and nothing else:
+    the two model turns (the first with the search tool, the second with the tool's result:
+    the pages' text, numbered) and the search, ``rounds`` times in a row against the same fakes
+    (which run in their own process). No server, no fetch, no extraction, no citation check:
+    what any server that calls a model through litellm spends per request at the least."""
+    from grounding.prompts import search_tool, system_prompt
+    from providers.search import LitellmSearchEngine
+
+    import litellm
+
+    model, base = GROUNDED_MODEL.split("/", 1)[1], f"{llm_url}/v1"
+    engine = LitellmSearchEngine(ENGINE, api_base=search_base)
+    sources = "\n\n".join(f"[{i}] https://example.org/{i}\n{t[:2400]}" for i, t in enumerate(texts, 1))
+
+    async def one() -> None:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt()},
+                                          {"role": "user", "content": QUESTION}]
+        first = await litellm.acompletion(model=f"openai/{model}", api_base=base, api_key="sk-bench",
+                                          messages=messages, tools=[search_tool()], max_retries=0)
+        await engine.search(QUESTION, MAX_RESULTS)
+        call = first.choices[0].message.tool_calls[0]
+        messages += [{"role": "assistant", "content": None,
+                      "tool_calls": [{"id": call.id, "type": "function",
+                                      "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+                     {"role": "tool", "tool_call_id": call.id, "content": sources}]
+        await litellm.acompletion(model=f"openai/{model}", api_base=base, api_key="sk-bench", messages=messages,
+                                  tools=[search_tool()], max_retries=0)
+
+    async def run() -> float:
+        for _ in range(5):  # warm-up: imports, connections, litellm's caches
+            await one()
+        cpu0 = time.process_time()
+        for _ in range(rounds):
+            await one()
+        return time.process_time() - cpu0
+
+    cpu = asyncio.run(run())
+    return {"rounds": rounds, "cpu_ms_per_request": round(cpu / rounds * 1000, 2)}
+
+
+def ceiling(extraction_ms: float, floor_ms: float) -> float:
+    """The best share of the extraction-bound limit a server can reach when, besides extracting,
+    it spends ``floor_ms`` of CPU per request (every core busy, nothing else running)."""
+    return round(extraction_ms / (extraction_ms + floor_ms), 3)
 
 
 async def _closed_loop(url: str, body: dict[str, Any], n: int, duration: float, warmup: float,
@@ -204,6 +260,8 @@ def with_efficiency(row: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     cal = report["extraction"]
+    floor = report.get("litellm_floor") or {}
+    drift = ", ".join(str(c["pages_per_cpu_s"]) for c in report.get("calibrations", [cal]))
     lines = [
         "# Capacity: grounded requests per second at saturation",
         "",
@@ -216,26 +274,45 @@ def markdown(report: dict[str, Any]) -> str:
         f"of CPU per page, {cal['pages']} extractions). Extraction-bound limit = {report['cores']} cores x "
         f"{cal['pages_per_cpu_s']} / {PAGES_PER_ANSWER} = **{report['limit_rps']} requests/s**.",
         "",
-        "**Of the limit** is the issue's measure (the rate over the limit for every core). On a machine "
-        "others share, the server does not get every core: **of its CPU's limit** is the rate over the "
-        "limit for the cores the server's processes actually used (server + extraction workers), i.e. how "
-        "close to extraction-bound the CPU it got was.",
+        f"The machine's speed drifts, so extraction is timed again after every target (pages per CPU-second, in "
+        f"order: {drift}); each target is compared with the mean of the timings before and after it "
+        "(its **limit** column).",
         "",
-        "| target | best level | requests/s | of the limit | of its CPU's limit | CPU ms per request | "
+    ]
+    if floor:
+        lines += [
+            f"**litellm's floor**: the request's two model turns and its search through litellm, alone in this "
+            f"process ({floor['rounds']} in a row, the fakes elsewhere), cost **{floor['cpu_ms_per_request']} ms of "
+            f"CPU per request**. A server that spent nothing else (no HTTP, fetch, citation check or response) "
+            f"would reach at most extraction / (extraction + floor) = **{floor['ceiling']} of the limit**.",
+            "",
+        ]
+    lines += [
+        "**Of the limit** is the issue's measure (the rate over the limit for every core). **Extraction's share "
+        "of the cores** is the same question asked of CPU time (the extraction workers' cores over all cores): it "
+        "does not depend on the calibration, and would equal *of the limit* if pages cost in the workers what they "
+        "cost in the calibration. **Of its CPU's limit** is the rate over the limit for the cores the server's "
+        "processes actually used (server + extraction workers).",
+        "",
+        "| target | best level | requests/s | limit | of the limit | extraction's share of the cores | "
+        "of its CPU's limit | CPU ms per request | extraction ms per request: workers / calibrated | "
         "p50 / p95 latency ms | errors | server cores | extraction workers cores | fakes cores | client cores | "
         "other work, cores |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    rate = cal["pages_per_cpu_s"] / PAGES_PER_ANSWER
     for t in report["targets"]:
         b = t.get("best")
         if not b:
-            lines.append(f"| {t['label']} | - | - | - | - | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {t['label']} |" + " - |" * 15)
             continue
+        limit = t.get("limit_rps", report["limit_rps"])
+        rate = limit / report["cores"]
         used = b["server_cores"] + b["extraction_workers_cores"]
         own_limit = f"{b['rps'] / (used * rate):.2f}" if used else "-"
-        lines.append(f"| {t['label']} | {b['level']} | **{b['rps']}** | **{t['of_limit']:.2f}** | {own_limit} | "
-                     f"{b.get('cpu_ms_per_request', '-')} | "
+        lines.append(f"| {t['label']} | {b['level']} | **{b['rps']}** | {limit} | **{t['of_limit']:.2f}** | "
+                     f"{t.get('extraction_share_of_cores', '-')} | {own_limit} | "
+                     f"{b.get('cpu_ms_per_request', '-')} | {t.get('extraction_ms_in_workers', '-')} / "
+                     f"{t.get('extraction_ms_calibrated', '-')} | "
                      f"{b['latency_ms_p50']} / {b['latency_ms_p95']} | {b['errors']} | {b['server_cores']} | "
                      f"{b['extraction_workers_cores']} | {b['fakes_cores']} | {b['client_cores']} | "
                      f"{b.get('other_cores', '-')} |")
@@ -260,8 +337,14 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
     for t in report["targets"]:
         xs = [r["level"] for r in t["levels"]]
         ax.plot(xs, [r["rps"] for r in t["levels"]], marker="o", label=t["label"])
-    ax.axhline(report["limit_rps"], color="red", linewidth=1, label="extraction-bound limit")
-    ax.axhline(0.9 * report["limit_rps"], color="red", linewidth=1, linestyle="--", label="0.9 x limit")
+    limits = [t.get("limit_rps", report["limit_rps"]) for t in report["targets"]] or [report["limit_rps"]]
+    limit = statistics.mean(limits)
+    ax.axhline(limit, color="red", linewidth=1, label=f"extraction-bound limit (mean of the timings, {limit:.1f}/s)")
+    ax.axhline(0.9 * limit, color="red", linewidth=1, linestyle="--", label="0.9 x limit")
+    floor = report.get("litellm_floor") or {}
+    if floor.get("ceiling"):
+        ax.axhline(floor["ceiling"] * limit, color="grey", linewidth=1, linestyle=":",
+                   label=f"litellm's floor alone: {floor['ceiling']:.2f} x limit")
     ax.set_xlabel("concurrent clients (closed loop)")
     ax.set_ylabel("grounded requests per second")
     ax.set_ylim(bottom=0)
@@ -309,10 +392,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[capacity] timing extraction of the {len(urls)} result pages ...", file=sys.stderr)
             html = [page_html(u.strip("/")) or b"" for u in urls]
             calibration = extraction_rate(html, urls, calibrate)
+            # The machine's speed drifts (a shared host): extraction is timed again after every
+            # target, and each target is compared with the limit timed before and after it.
+            calibrations = [calibration]
             n_cores = cores()
             limit_rps = round(n_cores * calibration["pages_per_cpu_s"] / PAGES_PER_ANSWER, 2)
             print(f"[capacity] {calibration['pages_per_cpu_s']} pages per CPU-second: limit {limit_rps} requests/s",
                   file=sys.stderr)
+            from providers.extract import extract
+
+            texts = [extract(h, u).text for h, u in zip(html, urls)]
+            floor = litellm_floor(fakes.llm_url, fakes.env[f"{ENGINE.upper()}_API_BASE"], texts,
+                                  rounds=10 if args.limit is not None else 100)
+            extraction_ms = PAGES_PER_ANSWER * 1000 / calibration["pages_per_cpu_s"]
+            floor["ceiling"] = ceiling(extraction_ms, floor["cpu_ms_per_request"])
+            print(f"[capacity] litellm's calls alone: {floor['cpu_ms_per_request']} ms of CPU per request "
+                  f"(ceiling {floor['ceiling']} of the limit)", file=sys.stderr)
             round_trip = pool_round_trip(html, urls, rounds=3 if args.limit is not None else 10)
             key = "sk-bench-" + secrets.token_hex(16)
             headers = {"Authorization": f"Bearer {key}"}
@@ -354,8 +449,19 @@ def main(argv: list[str] | None = None) -> int:
                             break
                 ok_rows = [r for r in rows if not r["errors"]] or rows
                 best_row = max(ok_rows, key=lambda r: r["rps"])
+                calibrations.append(extraction_rate(html, urls, calibrate))
+                pages_per_cpu_s = (calibrations[-2]["pages_per_cpu_s"] + calibrations[-1]["pages_per_cpu_s"]) / 2
+                target_limit = round(n_cores * pages_per_cpu_s / PAGES_PER_ANSWER, 2)
+                workers_ms = (best_row["extraction_workers_cores"] / best_row["rps"] * 1000) if best_row["rps"] else None
                 out_targets.append({"name": name, "label": grounded_label(thread, workers), "levels": rows,
-                                    "best": best_row, "of_limit": round(best_row["rps"] / limit_rps, 3)})
+                                    "best": best_row, "limit_rps": target_limit,
+                                    "of_limit": round(best_row["rps"] / target_limit, 3),
+                                    "extraction_ms_calibrated": round(PAGES_PER_ANSWER * 1000 / pages_per_cpu_s, 1),
+                                    "extraction_ms_in_workers": round(workers_ms, 1) if workers_ms else None,
+                                    "extraction_share_of_cores": round(best_row["extraction_workers_cores"] / n_cores, 3)})
+                print(f"[capacity] {name}: {best_row['rps']} requests/s = {out_targets[-1]['of_limit']} of "
+                      f"{target_limit} (extraction timed again: {calibrations[-1]['pages_per_cpu_s']} pages per "
+                      f"CPU-second)", file=sys.stderr)
     finally:
         fakes.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -363,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": NAME, "command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "environment": environment(("uvicorn", "starlette", "trafilatura")), "cores": n_cores,
               "loadavg_before": load_before, "loadavg_after": loadavg(), "extraction": calibration,
-              "limit_rps": limit_rps, "pool_round_trip": round_trip, "settings": {"levels": levels, "duration_s": duration, "warmup_s": warmup,
+              "limit_rps": limit_rps, "calibrations": calibrations, "litellm_floor": floor,
+              "pool_round_trip": round_trip, "settings": {"levels": levels, "duration_s": duration, "warmup_s": warmup,
                                                    "question": QUESTION, "body": body},
               "targets": out_targets}
     write_outputs(args.out, NAME, report, markdown(report), figures(report))

@@ -24,8 +24,20 @@ def test_capacity_measures_the_limit_and_the_rate_in_one_run(tmp_path):
     assert best["finished_all"] >= 2 and best["failed_all"] == 0
     assert best["rps"] == round(best["completed"] / 3.0, 3)
     assert best["extraction_workers_cores"] > 0  # the pages were extracted in the worker processes
-    assert target["of_limit"] == round(best["rps"] / report["limit_rps"], 3)
-    assert "extraction-bound limit" in (tmp_path / "capacity.md").read_text().lower()
+    # extraction timed before and after the target; the target is held to their mean
+    before, after = report["calibrations"]
+    assert before == cal and after["pages"] >= 3 and after["pages_per_cpu_s"] > 0
+    limit = round(report["cores"] * (before["pages_per_cpu_s"] + after["pages_per_cpu_s"]) / 2 / 3, 2)
+    assert target["limit_rps"] == limit
+    assert target["of_limit"] == round(best["rps"] / limit, 3)
+    assert target["extraction_share_of_cores"] == round(best["extraction_workers_cores"] / report["cores"], 3)
+    # litellm's own CPU for the request's calls, and the ceiling it sets
+    floor = report["litellm_floor"]
+    assert floor["rounds"] == 10 and floor["cpu_ms_per_request"] > 0
+    extraction_ms = 3 * 1000 / cal["pages_per_cpu_s"]
+    assert floor["ceiling"] == round(extraction_ms / (extraction_ms + floor["cpu_ms_per_request"]), 3) < 1
+    text = (tmp_path / "capacity.md").read_text()
+    assert "extraction-bound limit" in text.lower() and "litellm's floor" in text
 
 
 def test_cache_benchmark_times_both_kinds_and_weighs_the_pages(tmp_path):
