@@ -619,9 +619,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
     ``workers`` (default: the config's ``server.workers``, else 1) processes
     share the port (uvicorn's supervisor restarts one that dies); more than one
     needs ``redis_url`` (:func:`check_workers`), through which they share
-    routers, statistics, per-key limits and the cache. Each process gets its
-    share of the CPUs for extraction workers unless ``extraction.workers`` (or
-    ``GROUNDING_EXTRACT_WORKERS``) says otherwise.
+    routers, statistics, per-key limits and the cache. Each process has an
+    extraction worker per CPU unless ``extraction.workers`` (or
+    ``GROUNDING_EXTRACT_WORKERS``) says otherwise: uvicorn's supervisor does
+    not balance connections between its processes (one may hold most of them
+    while another idles), so each must be able to use every core; the kernel
+    shares the cores between all the workers when every process is busy.
 
     Refuses (an :class:`InvalidRequestError`) a non-loopback ``host`` when no
     API key is configured. litellm is imported before the port opens, so the
@@ -657,10 +660,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Config | dict[str, 
         path = _config_file_for_workers(cfg, config)
         if path:
             os.environ[WORKER_CONFIG_ENV] = path
-        if cfg.extraction.workers is None and not os.environ.get("GROUNDING_EXTRACT_WORKERS"):
-            from providers.extract_pool import default_workers
-
-            os.environ["GROUNDING_EXTRACT_WORKERS"] = str(max(1, -(-default_workers() // n)))
         log.info("grounding %s listening on http://%s:%d with %d worker processes (%s)", __version__, host, port, n,
                  "open, loopback only" if KeyRing.from_config(cfg).open else "API keys required")
         try:
