@@ -61,7 +61,7 @@ from typing import Any
 from benchmarks.overhead import DEFAULT_OUT, QUESTION, loadavg
 from benchmarks.server_load import (ENGINE, GROUNDED_MODEL, MAX_RESULTS, Latencies, LoadFakes, _children,
                                     configure, cpu_seconds, grounded_label, grounded_variant, grounding_config,
-                                    machine_jiffies, serve_env, wait_for_processes)
+                                    machine_jiffies, reaped_cpu_seconds, serve_env, wait_for_processes)
 
 NAME = "capacity"
 DEFAULT_LEVELS = (2, 4, 8, 12, 16, 24, 32)
@@ -138,11 +138,11 @@ def litellm_floor(llm_url: str, search_base: str, texts: list[str], rounds: int)
     the pages' text, numbered) and the search, ``rounds`` times in a row against the same fakes
     (which run in their own process). No server, no fetch, no extraction, no citation check:
     what any server that calls a model through litellm spends per request at the least."""
+    from grounding.llm import litellm as configured_litellm
     from grounding.prompts import search_tool, system_prompt
     from providers.search import LitellmSearchEngine
 
-    import litellm
-
+    litellm = configured_litellm()  # as the server sets it up (the local cost map, no telemetry)
     model, base = GROUNDED_MODEL.split("/", 1)[1], f"{llm_url}/v1"
     engine = LitellmSearchEngine(ENGINE, api_base=search_base)
     sources = "\n\n".join(f"[{i}] https://example.org/{i}\n{t[:2400]}" for i, t in enumerate(texts, 1))
@@ -212,10 +212,13 @@ async def _closed_loop(url: str, body: dict[str, Any], n: int, duration: float, 
     ok = [d for d in window if d[2]]
     latencies = sorted((d[1] - d[0]) * 1000 for d in ok)
     errors: dict[str, int] = {}
+    examples: list[str] = []
     for d in window:
         if not d[2]:
             errors[str(d[3]).split(":")[0]] = errors.get(str(d[3]).split(":")[0], 0) + 1
-    return {"completed": len(ok), "errors": len(window) - len(ok), "error_kinds": errors,
+            if str(d[3]) not in examples and len(examples) < 3:
+                examples.append(str(d[3]))
+    return {"completed": len(ok), "errors": len(window) - len(ok), "error_kinds": errors, "error_examples": examples,
             "finished_all": len(done), "failed_all": sum(not d[2] for d in done),
             "rps": round(len(ok) / duration, 3),
             "latency_ms_p50": round(latencies[len(latencies) // 2], 1) if latencies else None,
@@ -239,13 +242,16 @@ def run_level(url: str, body: dict[str, Any], pid: int, fakes: LoadFakes, n: int
               warmup: float, headers: dict[str, str]) -> dict[str, Any]:
     own, workers = _split_pids(pid)
     busy0, load0 = machine_jiffies(), loadavg()
-    own0, work0, fakes0, client0 = cpu_seconds(own), cpu_seconds(workers), fakes.cpu_seconds(), time.process_time()
+    # Workers are recycled every few thousand pages: one that exits during the level takes its CPU
+    # to its parent's count of waited-for children, which is read with the live workers'.
+    own0, fakes0, client0 = cpu_seconds(own), fakes.cpu_seconds(), time.process_time()
+    work0 = cpu_seconds(workers) + reaped_cpu_seconds(own)
     t0 = time.perf_counter()
     row = asyncio.run(_closed_loop(url, body, n, duration, warmup, headers))
     wall = time.perf_counter() - t0
-    own, workers = _split_pids(pid)  # (a worker may have been replaced; its CPU is lost then)
+    own, workers = _split_pids(pid)
     usage = {"server_cores": round((cpu_seconds(own) - own0) / wall, 2),
-             "extraction_workers_cores": round((cpu_seconds(workers) - work0) / wall, 2),
+             "extraction_workers_cores": round((cpu_seconds(workers) + reaped_cpu_seconds(own) - work0) / wall, 2),
              "fakes_cores": round((fakes.cpu_seconds() - fakes0) / wall, 2),
              "client_cores": round((time.process_time() - client0) / wall, 2)}
     busy1 = machine_jiffies()

@@ -283,6 +283,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _TICK
 
 
+def reaped_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the children ``pids`` have waited for (``cutime + cstime``): where a
+    recycled worker's CPU goes when it exits."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[13]) + int(fields[14])
+    return total / _TICK
+
+
 def machine_jiffies() -> tuple[int, int] | None:
     """(busy, total) jiffies of the whole machine, all CPUs (``/proc/stat``)."""
     try:
