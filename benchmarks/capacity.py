@@ -61,7 +61,7 @@ from typing import Any
 from benchmarks.overhead import DEFAULT_OUT, QUESTION, loadavg
 from benchmarks.server_load import (ENGINE, GROUNDED_MODEL, MAX_RESULTS, Latencies, LoadFakes, _children,
                                     configure, cpu_seconds, grounded_label, grounded_variant, grounding_config,
-                                    machine_jiffies, reaped_cpu_seconds, serve_env, wait_for_processes)
+                                    machine_jiffies, serve_env, wait_for_processes)
 
 NAME = "capacity"
 DEFAULT_LEVELS = (2, 4, 8, 12, 16, 24, 32)
@@ -245,13 +245,13 @@ def run_level(url: str, body: dict[str, Any], pid: int, fakes: LoadFakes, n: int
     # Workers are recycled every few thousand pages: one that exits during the level takes its CPU
     # to its parent's count of waited-for children, which is read with the live workers'.
     own0, fakes0, client0 = cpu_seconds(own), fakes.cpu_seconds(), time.process_time()
-    work0 = cpu_seconds(workers) + reaped_cpu_seconds(own)
+    work0 = cpu_seconds(workers) + cpu_seconds(own, reaped=True)
     t0 = time.perf_counter()
     row = asyncio.run(_closed_loop(url, body, n, duration, warmup, headers))
     wall = time.perf_counter() - t0
     own, workers = _split_pids(pid)
     usage = {"server_cores": round((cpu_seconds(own) - own0) / wall, 2),
-             "extraction_workers_cores": round((cpu_seconds(workers) + reaped_cpu_seconds(own) - work0) / wall, 2),
+             "extraction_workers_cores": round((cpu_seconds(workers) + cpu_seconds(own, reaped=True) - work0) / wall, 2),
              "fakes_cores": round((fakes.cpu_seconds() - fakes0) / wall, 2),
              "client_cores": round((time.process_time() - client0) / wall, 2)}
     busy1 = machine_jiffies()

@@ -273,24 +273,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` (each process's own threads)."""
+def cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
+    """User + system CPU seconds of ``pids`` (each process's own threads); with ``reaped``,
+    of the children they have waited for instead (``cutime + cstime``: where a recycled
+    worker's CPU goes when it exits)."""
+    first = 13 if reaped else 11
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICK
-
-
-def reaped_cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds of the children ``pids`` have waited for (``cutime + cstime``): where a
-    recycled worker's CPU goes when it exits."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[13]) + int(fields[14])
+            total += int(fields[first]) + int(fields[first + 1])
     return total / _TICK
 
 
