@@ -84,9 +84,11 @@ def extraction_rate(pages: list[bytes], urls: list[str], cpu_budget_s: float) ->
     # Warm-up: imports, the parser, and the process's first seconds of extraction, which run
     # 10-20% slower than the next (allocator arenas, caches): timing them put the limit too low.
     cpu0 = time.process_time()
-    while time.process_time() - cpu0 < min(WARM_UP_CPU_S, cpu_budget_s / 2) or cpu0 == time.process_time():
+    while True:  # every page at least once
         for html, url in zip(pages, urls):
             extract(html, url)
+        if time.process_time() - cpu0 >= min(WARM_UP_CPU_S, cpu_budget_s / 2):
+            break
     n, cpu0, wall0 = 0, time.process_time(), time.perf_counter()
     per_page: list[float] = []
     while time.process_time() - cpu0 < cpu_budget_s:
@@ -242,16 +244,18 @@ def run_level(url: str, body: dict[str, Any], pid: int, fakes: LoadFakes, n: int
               warmup: float, headers: dict[str, str]) -> dict[str, Any]:
     own, workers = _split_pids(pid)
     busy0, load0 = machine_jiffies(), loadavg()
-    # Workers are recycled every few thousand pages: one that exits during the level takes its CPU
-    # to its parent's count of waited-for children, which is read with the live workers'.
-    own0, fakes0, client0 = cpu_seconds(own), fakes.cpu_seconds(), time.process_time()
-    work0 = cpu_seconds(workers) + cpu_seconds(own, reaped=True)
+    def workers_cpu(own: list[int], workers: list[int]) -> float:
+        # Workers are recycled every few thousand pages: one that exits during the level takes its
+        # CPU to its parent's count of waited-for children, which is read with the live workers'.
+        return cpu_seconds(workers) + cpu_seconds(own, reaped=True)
+
+    own0, work0, fakes0, client0 = cpu_seconds(own), workers_cpu(own, workers), fakes.cpu_seconds(), time.process_time()
     t0 = time.perf_counter()
     row = asyncio.run(_closed_loop(url, body, n, duration, warmup, headers))
     wall = time.perf_counter() - t0
     own, workers = _split_pids(pid)
     usage = {"server_cores": round((cpu_seconds(own) - own0) / wall, 2),
-             "extraction_workers_cores": round((cpu_seconds(workers) + cpu_seconds(own, reaped=True) - work0) / wall, 2),
+             "extraction_workers_cores": round((workers_cpu(own, workers) - work0) / wall, 2),
              "fakes_cores": round((fakes.cpu_seconds() - fakes0) / wall, 2),
              "client_cores": round((time.process_time() - client0) / wall, 2)}
     busy1 = machine_jiffies()
@@ -272,8 +276,8 @@ def with_efficiency(row: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     cal = report["extraction"]
-    floor = report.get("litellm_floor") or {}
-    drift = ", ".join(str(c["pages_per_cpu_s"]) for c in report.get("calibrations", [cal]))
+    floor = report["litellm_floor"]
+    drift = ", ".join(str(c["pages_per_cpu_s"]) for c in report["calibrations"])
     lines = [
         "# Capacity: grounded requests per second at saturation",
         "",
@@ -290,16 +294,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"order: {drift}); each target is compared with the mean of the timings before and after it "
         "(its **limit** column).",
         "",
-    ]
-    if floor:
-        lines += [
-            f"**litellm's floor**: the request's two model turns and its search through litellm, alone in this "
-            f"process ({floor['rounds']} in a row, the fakes elsewhere), cost **{floor['cpu_ms_per_request']} ms of "
-            f"CPU per request**. A server that spent nothing else (no HTTP, fetch, citation check or response) "
-            f"would reach at most extraction / (extraction + floor) = **{floor['ceiling']} of the limit**.",
-            "",
-        ]
-    lines += [
+        f"**litellm's floor**: the request's two model turns and its search through litellm, alone in this "
+        f"process ({floor['rounds']} in a row, the fakes elsewhere), cost **{floor['cpu_ms_per_request']} ms of "
+        f"CPU per request**. A server that spent nothing else (no HTTP, fetch, citation check or response) "
+        f"would reach at most extraction / (extraction + floor) = **{floor['ceiling']} of the limit**.",
+        "",
         "**Of the limit** is the issue's measure (the rate over the limit for every core). **Extraction's share "
         "of the cores** is the same question asked of CPU time (the extraction workers' cores over all cores): it "
         "does not depend on the calibration, and would equal *of the limit* if pages cost in the workers what they "
@@ -317,14 +316,14 @@ def markdown(report: dict[str, Any]) -> str:
         if not b:
             lines.append(f"| {t['label']} |" + " - |" * 15)
             continue
-        limit = t.get("limit_rps", report["limit_rps"])
+        limit = t["limit_rps"]
         rate = limit / report["cores"]
         used = b["server_cores"] + b["extraction_workers_cores"]
         own_limit = f"{b['rps'] / (used * rate):.2f}" if used else "-"
         lines.append(f"| {t['label']} | {b['level']} | **{b['rps']}** | {limit} | **{t['of_limit']:.2f}** | "
-                     f"{t.get('extraction_share_of_cores', '-')} | {own_limit} | "
-                     f"{b.get('cpu_ms_per_request', '-')} | {t.get('extraction_ms_in_workers', '-')} / "
-                     f"{t.get('extraction_ms_calibrated', '-')} | "
+                     f"{t['extraction_share_of_cores']} | {own_limit} | "
+                     f"{b['cpu_ms_per_request']} | {t['extraction_ms_in_workers']} / "
+                     f"{t['extraction_ms_calibrated']} | "
                      f"{b['latency_ms_p50']} / {b['latency_ms_p95']} | {b['errors']} | {b['server_cores']} | "
                      f"{b['extraction_workers_cores']} | {b['fakes_cores']} | {b['client_cores']} | "
                      f"{b.get('other_cores', '-')} |")
@@ -349,12 +348,11 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
     for t in report["targets"]:
         xs = [r["level"] for r in t["levels"]]
         ax.plot(xs, [r["rps"] for r in t["levels"]], marker="o", label=t["label"])
-    limits = [t.get("limit_rps", report["limit_rps"]) for t in report["targets"]] or [report["limit_rps"]]
-    limit = statistics.mean(limits)
+    limit = statistics.mean([t["limit_rps"] for t in report["targets"]] or [report["limit_rps"]])
     ax.axhline(limit, color="red", linewidth=1, label=f"extraction-bound limit (mean of the timings, {limit:.1f}/s)")
     ax.axhline(0.9 * limit, color="red", linewidth=1, linestyle="--", label="0.9 x limit")
-    floor = report.get("litellm_floor") or {}
-    if floor.get("ceiling"):
+    floor = report["litellm_floor"]
+    if floor["ceiling"]:
         ax.axhline(floor["ceiling"] * limit, color="grey", linewidth=1, linestyle=":",
                    label=f"litellm's floor alone: {floor['ceiling']:.2f} x limit")
     ax.set_xlabel("concurrent clients (closed loop)")
